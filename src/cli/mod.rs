@@ -1,0 +1,4 @@
+//! Subcommands of the `serialgate` binary. Each calls the library's engine; none holds
+//! workflow rules of its own.
+
+pub mod bench;

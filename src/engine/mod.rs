@@ -1,0 +1,786 @@
+//! The engine: accounts, SKUs, POs, GRNs and serial lookups over a [`Store`], with the
+//! prefilter in front of it. This is the library API the server and the CLI both call.
+//!
+//! Concurrency: each account has one lock, held across validate-and-commit, so two requests
+//! of the same account can never both claim a serial (serials are unique per account, so
+//! accounts never contend with each other). Inside a request the work is parallel (rayon).
+//! What does not live here: the USN rules themselves (`rules`), key bytes (`store::keys`),
+//! anything of the line protocol.
+
+mod grn;
+pub mod payload;
+pub mod rules;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+use rayon::prelude::*;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::domain::{
+    AccountRecord, Condition, EventKind, PoLine, PoRecord, PoStatus, SerialRecord, SerialState,
+    SkuKind, SkuRecord, UsnType,
+};
+use crate::outcome::{OutcomeCode, PoReply, UnitError};
+use crate::prefilter::{self, Prefilter};
+use crate::serial;
+use crate::store::rocks::{RocksConfig, RocksStore};
+use crate::store::{codec, keys, Commit, Store, StoreError, StoreStats};
+
+pub use grn::GrnMode;
+pub use payload::{GrnItem, GrnPayload, PoItem, PoPayload};
+
+/// Longest account id (CONTRACT §1).
+pub const ACCOUNT_ID_LEN_MAX: usize = 64;
+/// Longest SKU, PO reference code, GRN id, bin, QC reason, order id or prefix, in bytes.
+pub const NAME_LEN_MAX: usize = 128;
+/// Most SKUs one `SKU.SET` may register.
+pub const SKUS_PER_REQUEST_MAX: usize = 100_000;
+/// Most lines on one PO.
+pub const PO_LINES_MAX: usize = 10_000;
+
+/// Request-level failures. Each has a protocol code (`code()`), the first word of the RESP
+/// error; per-unit validation failures are not errors but a rejected reply.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unknown account {0:?}")]
+    UnknownAccount(String),
+    #[error("unknown PO {0:?}")]
+    UnknownPo(String),
+    #[error("PO {0:?} already exists")]
+    PoExists(String),
+    #[error("PO {0:?} is cancelled")]
+    PoCancelled(String),
+    #[error("GRN {0:?} was already committed with a different body")]
+    GrnExists(String),
+    #[error("{0}")]
+    Limit(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+impl EngineError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::BadRequest(_) | EngineError::Unsupported(_) => "ERR",
+            EngineError::UnknownAccount(_) => "UNKNOWN_ACCOUNT",
+            EngineError::UnknownPo(_) => "UNKNOWN_PO",
+            EngineError::PoExists(_) => "PO_EXISTS",
+            EngineError::PoCancelled(_) => "PO_CANCELLED",
+            EngineError::GrnExists(_) => "GRN_EXISTS",
+            EngineError::Limit(_) => "LIMIT",
+            EngineError::Storage(_) => "STORAGE",
+        }
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub rocks: RocksConfig,
+    /// Most serials (and quantity units) one GRN may carry.
+    pub grn_units_max: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            rocks: RocksConfig::default(),
+            grn_units_max: 50_000_000,
+        }
+    }
+}
+
+/// Options of `ACCOUNT.CREATE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountOptions {
+    pub usn_type: UsnType,
+    pub tolerance_pct: Option<u32>,
+    pub tolerance_qty: Option<u64>,
+    pub auto_grn: Option<bool>,
+    pub prefix: Option<String>,
+}
+
+impl AccountOptions {
+    pub fn new(usn_type: UsnType) -> Self {
+        Self {
+            usn_type,
+            tolerance_pct: None,
+            tolerance_qty: None,
+            auto_grn: None,
+            prefix: None,
+        }
+    }
+}
+
+/// The lock and id of one account, cached after first use.
+struct AccountSlot {
+    id: u32,
+    lock: Mutex<()>,
+}
+
+/// Figures for INFO and the benchmarks.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineStats {
+    pub prefilter_serials: usize,
+    pub prefilter_bytes: usize,
+    pub prefilter_load_ms: u64,
+    #[serde(skip)]
+    pub store: StoreStats,
+}
+
+pub struct Engine {
+    store: Box<dyn Store>,
+    prefilter: Prefilter,
+    prefilter_load_ms: u64,
+    accounts: RwLock<HashMap<String, Arc<AccountSlot>>>,
+    /// Serialises account creation (ids are dense).
+    account_create: Mutex<u32>,
+    config: EngineConfig,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn check_name(what: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.len() > NAME_LEN_MAX {
+        return Err(EngineError::BadRequest(format!(
+            "{what} must be 1-{NAME_LEN_MAX} bytes, got {}",
+            value.len()
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(EngineError::BadRequest(format!(
+            "{what} {value:?} contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_account_id(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= ACCOUNT_ID_LEN_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(EngineError::BadRequest(format!(
+            "account id {name:?} must be 1-{ACCOUNT_ID_LEN_MAX} characters of [A-Za-z0-9_.-]"
+        )))
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the engine on an embedded RocksDB at `path` and loads the prefilter.
+    pub fn open(path: &Path, config: EngineConfig) -> Result<Self> {
+        let store = RocksStore::open(path, config.rocks.clone())?;
+        Self::with_store(Box::new(store), config)
+    }
+
+    pub fn with_store(store: Box<dyn Store>, config: EngineConfig) -> Result<Self> {
+        let started = std::time::Instant::now();
+        let prefilter = load_prefilter(store.as_ref())?;
+        let prefilter_load_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            serials = prefilter.len(),
+            ms = prefilter_load_ms,
+            "prefilter loaded"
+        );
+        let mut last_account_id = 0;
+        let (start, end) = (vec![keys::TAG_ACCOUNT_NAME], vec![keys::TAG_ACCOUNT_NAME + 1]);
+        store.scan(&start, &end, &mut |key, _| {
+            if let Some(id) = key.get(1..5).and_then(|b| b.try_into().ok()) {
+                last_account_id = last_account_id.max(u32::from_be_bytes(id));
+            }
+            true
+        })?;
+        Ok(Self {
+            store,
+            prefilter,
+            prefilter_load_ms,
+            accounts: RwLock::new(HashMap::new()),
+            account_create: Mutex::new(last_account_id),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            prefilter_serials: self.prefilter.len(),
+            prefilter_bytes: self.prefilter.bytes(),
+            prefilter_load_ms: self.prefilter_load_ms,
+            store: self.store.stats(),
+        }
+    }
+
+    fn get_decoded<T: bincode::Decode<()>>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.store.get(key)? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn slot(&self, account: &str) -> Result<Arc<AccountSlot>> {
+        if let Some(slot) = self.accounts.read().get(account) {
+            return Ok(slot.clone());
+        }
+        check_account_id(account)?;
+        let record: AccountRecord = self
+            .get_decoded(&keys::account(account))?
+            .ok_or_else(|| EngineError::UnknownAccount(account.to_string()))?;
+        let slot = Arc::new(AccountSlot {
+            id: record.id,
+            lock: Mutex::new(()),
+        });
+        Ok(self
+            .accounts
+            .write()
+            .entry(account.to_string())
+            .or_insert(slot)
+            .clone())
+    }
+
+    fn account_record(&self, account: &str) -> Result<AccountRecord> {
+        self.get_decoded(&keys::account(account))?
+            .ok_or_else(|| EngineError::UnknownAccount(account.to_string()))
+    }
+
+    /// `ACCOUNT.CREATE`: creates the account, or updates its options. The USN type may change
+    /// only while the account has no POs. Returns true when the account was created.
+    pub fn create_account(&self, name: &str, options: AccountOptions) -> Result<bool> {
+        check_account_id(name)?;
+        if let Some(prefix) = &options.prefix {
+            if prefix.len() > 32 || serial::check_syntax(prefix.as_bytes()).is_err() {
+                return Err(EngineError::BadRequest(format!(
+                    "prefix {prefix:?} must be 1-32 printable ASCII characters without spaces"
+                )));
+            }
+        }
+        if options.tolerance_pct.is_some_and(|p| p > 1000) {
+            return Err(EngineError::BadRequest(
+                "TOLERANCE_PCT must be 0-1000".into(),
+            ));
+        }
+        let mut last_id = self.account_create.lock();
+        let existing: Option<AccountRecord> = self.get_decoded(&keys::account(name))?;
+        if let Some(mut record) = existing {
+            let slot = self.slot(name)?;
+            let _guard = slot.lock.lock();
+            // Re-read under the account lock: a PO may have been created meanwhile.
+            record = self.account_record(name)?;
+            if record.usn_type != options.usn_type && record.po_count > 0 {
+                return Err(EngineError::BadRequest(format!(
+                    "account {name:?} has {} POs; its USN type can no longer change",
+                    record.po_count
+                )));
+            }
+            apply_options(&mut record, &options);
+            self.store.commit(Commit::puts(vec![(
+                keys::account(name),
+                codec::encode(&record),
+            )]))?;
+            return Ok(false);
+        }
+        let id = last_id
+            .checked_add(1)
+            .ok_or_else(|| EngineError::Limit("account ids exhausted".into()))?;
+        let mut record = AccountRecord {
+            id,
+            name: name.to_string(),
+            usn_type: options.usn_type,
+            tolerance_pct: 0,
+            tolerance_qty: 0,
+            auto_grn: false,
+            prefix: String::new(),
+            po_count: 0,
+            last_sku_id: 0,
+            last_po_id: 0,
+            last_grn_seq: 0,
+            last_serial_counter: 0,
+            created_at_ms: now_ms(),
+        };
+        apply_options(&mut record, &options);
+        self.store.commit(Commit::puts(vec![
+            (keys::account(name), codec::encode(&record)),
+            (keys::account_name(id), name.as_bytes().to_vec()),
+        ]))?;
+        *last_id = id;
+        Ok(true)
+    }
+
+    /// The account's stored record (USN type and options).
+    pub fn account(&self, name: &str) -> Result<AccountRecord> {
+        check_account_id(name)?;
+        self.account_record(name)
+    }
+
+    /// `SKU.SET`: registers (or re-kinds) SKUs in bulk, atomically. Returns how many SKUs were
+    /// new.
+    pub fn set_skus(&self, account: &str, kind: SkuKind, skus: &[String]) -> Result<usize> {
+        if skus.len() > SKUS_PER_REQUEST_MAX {
+            return Err(EngineError::Limit(format!(
+                "{} SKUs in one request, the limit is {SKUS_PER_REQUEST_MAX}",
+                skus.len()
+            )));
+        }
+        for sku in skus {
+            check_name("SKU", sku)?;
+        }
+        let slot = self.slot(account)?;
+        let _guard = slot.lock.lock();
+        let mut record = self.account_record(account)?;
+        let mut puts = Vec::new();
+        let mut seen = HashSet::new();
+        let mut created = 0;
+        for sku in skus {
+            if !seen.insert(sku.as_str()) {
+                continue;
+            }
+            let key = keys::sku(slot.id, sku);
+            let id = match self.get_decoded::<SkuRecord>(&key)? {
+                Some(existing) => existing.id,
+                None => {
+                    record.last_sku_id += 1;
+                    created += 1;
+                    puts.push((
+                        keys::sku_name(slot.id, record.last_sku_id),
+                        sku.as_bytes().to_vec(),
+                    ));
+                    record.last_sku_id
+                }
+            };
+            puts.push((key, codec::encode(&SkuRecord { id, kind })));
+        }
+        puts.push((keys::account(account), codec::encode(&record)));
+        self.store.commit(Commit::puts(puts))?;
+        Ok(created)
+    }
+
+    fn sku_record(&self, account_id: u32, sku: &str) -> Result<Option<SkuRecord>> {
+        self.get_decoded(&keys::sku(account_id, sku))
+    }
+
+    fn sku_name(&self, account_id: u32, sku: u32) -> Result<Option<String>> {
+        Ok(self
+            .store
+            .get(&keys::sku_name(account_id, sku))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// `PO.CREATE`.
+    pub fn create_po(&self, account: &str, payload: PoPayload) -> Result<PoReply> {
+        check_name("referenceCode", &payload.reference_code)?;
+        if payload.is_cancel.unwrap_or(0) != 0 || payload.create_or_update != "I" {
+            return Err(EngineError::Unsupported(
+                "PO update (\"U\") and cancel (isCancel 1) are not supported yet".into(),
+            ));
+        }
+        if payload.items.is_empty() || payload.items.len() > PO_LINES_MAX {
+            return Err(EngineError::BadRequest(format!(
+                "a PO needs 1-{PO_LINES_MAX} items, got {}",
+                payload.items.len()
+            )));
+        }
+        let slot = self.slot(account)?;
+        let _guard = slot.lock.lock();
+        let mut record = self.account_record(account)?;
+        let po_key = keys::po(slot.id, &payload.reference_code);
+        if self.store.get(&po_key)?.is_some() {
+            return Err(EngineError::PoExists(payload.reference_code));
+        }
+        let mut errors = Vec::new();
+        let mut lines = Vec::with_capacity(payload.items.len());
+        let mut line_numbers = HashSet::new();
+        for item in &payload.items {
+            check_name("lineItemNumber", &item.line_item_number)?;
+            check_name("sku", &item.sku)?;
+            if !line_numbers.insert(item.line_item_number.as_str()) {
+                return Err(EngineError::BadRequest(format!(
+                    "lineItemNumber {:?} appears twice",
+                    item.line_item_number
+                )));
+            }
+            if item.quantity == 0 {
+                return Err(EngineError::BadRequest(format!(
+                    "line {:?}: quantity must be at least 1",
+                    item.line_item_number
+                )));
+            }
+            let Some(sku) = self.sku_record(slot.id, &item.sku)? else {
+                errors.push(UnitError {
+                    serial: None,
+                    sku: Some(item.sku.clone()),
+                    code: OutcomeCode::UnknownSku,
+                    detail: Some(format!("line {}", item.line_item_number)),
+                });
+                continue;
+            };
+            if let Some(serials) = item.serials.as_ref().filter(|s| !s.is_empty()) {
+                if record.usn_type == UsnType::SellerOnPo {
+                    return Err(EngineError::Unsupported(
+                        "serials on POs (USN type 1) are not supported yet".into(),
+                    ));
+                }
+                errors.extend(serials.iter().map(|s| UnitError {
+                    serial: Some(String::from_utf8_lossy(s).into_owned()),
+                    sku: Some(item.sku.clone()),
+                    code: OutcomeCode::SerialsNotAllowed,
+                    detail: Some(format!(
+                        "USN type {} takes no serials on the PO",
+                        record.usn_type.number()
+                    )),
+                }));
+            }
+            lines.push(PoLine {
+                line_item_number: item.line_item_number.clone(),
+                sku: sku.id,
+                ordered: item.quantity,
+                generated: 0,
+                received: 0,
+            });
+        }
+        if !errors.is_empty() {
+            return Ok(PoReply::Rejected {
+                reference_code: payload.reference_code,
+                errors,
+            });
+        }
+        record.last_po_id += 1;
+        record.po_count += 1;
+        let now = now_ms();
+        let po = PoRecord {
+            id: record.last_po_id,
+            reference_code: payload.reference_code.clone(),
+            vendor_id: payload.vendor_id,
+            status: PoStatus::Open,
+            lines,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        self.store.commit(Commit::puts(vec![
+            (po_key, codec::encode(&po)),
+            (
+                keys::po_ref(slot.id, po.id),
+                payload.reference_code.as_bytes().to_vec(),
+            ),
+            (keys::account(account), codec::encode(&record)),
+        ]))?;
+        Ok(PoReply::Created {
+            reference_code: payload.reference_code,
+            lines: po.lines.len(),
+        })
+    }
+
+    fn po_record(&self, account_id: u32, reference_code: &str) -> Result<PoRecord> {
+        self.get_decoded(&keys::po(account_id, reference_code))?
+            .ok_or_else(|| EngineError::UnknownPo(reference_code.to_string()))
+    }
+
+    /// `PO.GET`: status and per-line ordered / generated / received.
+    pub fn po_view(&self, account: &str, reference_code: &str) -> Result<PoView> {
+        let slot = self.slot(account)?;
+        let po = self.po_record(slot.id, reference_code)?;
+        let mut lines = Vec::with_capacity(po.lines.len());
+        for line in &po.lines {
+            lines.push(PoLineView {
+                line_item_number: line.line_item_number.clone(),
+                sku: self.sku_name(slot.id, line.sku)?.unwrap_or_default(),
+                ordered: line.ordered,
+                generated: line.generated,
+                received: line.received,
+            });
+        }
+        Ok(PoView {
+            reference_code: po.reference_code,
+            vendor_id: po.vendor_id,
+            status: po.status,
+            lines,
+        })
+    }
+
+    /// `SERIAL.GET`: the serial's record with its history, or `None` if the account does not
+    /// know it. Unknown serials are answered by the prefilter without a disk read.
+    pub fn serial(&self, account: &str, serial: &[u8]) -> Result<Option<SerialView>> {
+        Ok(self.serials(account, &[serial])?.pop().flatten())
+    }
+
+    /// `SERIAL.MGET`: one entry per serial, in order.
+    pub fn serials(&self, account: &str, serials: &[&[u8]]) -> Result<Vec<Option<SerialView>>> {
+        let slot = self.slot(account)?;
+        let mut wanted: Vec<(Vec<u8>, usize)> = serials
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| serial::check_syntax(s).is_ok())
+            .map(|(i, s)| (i, serial::serial_hash(slot.id, s)))
+            .filter(|(_, hash)| self.prefilter.contains(*hash))
+            .map(|(i, hash)| (keys::serial(slot.id, hash, serials[i]), i))
+            .collect();
+        wanted.sort_unstable();
+        let keys: Vec<Vec<u8>> = wanted.iter().map(|(k, _)| k.clone()).collect();
+        let values = self.store.multi_get_sorted(&keys)?;
+        let mut views = vec![None; serials.len()];
+        let mut names = NameCache::new(self, slot.id);
+        for ((_, i), value) in wanted.iter().zip(values) {
+            if let Some(bytes) = value {
+                let record: SerialRecord = codec::decode(&bytes)?;
+                views[*i] = Some(names.view(serials[*i], &record)?);
+            }
+        }
+        Ok(views)
+    }
+
+    /// `GRN.CHECK`, `GRN.COMMIT` and `GRN.AUTO`.
+    pub fn receive(
+        &self,
+        account: &str,
+        payload: &GrnPayload,
+        mode: GrnMode,
+    ) -> Result<crate::outcome::GrnReply> {
+        grn::receive(self, account, payload, mode)
+    }
+}
+
+fn apply_options(record: &mut AccountRecord, options: &AccountOptions) {
+    record.usn_type = options.usn_type;
+    if let Some(pct) = options.tolerance_pct {
+        record.tolerance_pct = pct;
+    }
+    if let Some(qty) = options.tolerance_qty {
+        record.tolerance_qty = qty;
+    }
+    if let Some(auto_grn) = options.auto_grn {
+        record.auto_grn = auto_grn;
+    }
+    if let Some(prefix) = &options.prefix {
+        record.prefix = prefix.clone();
+    }
+}
+
+/// Rebuilds the prefilter from the serial keys: the hash is read back from each key, the 256
+/// segments' key ranges are scanned in parallel.
+fn load_prefilter(store: &dyn Store) -> Result<Prefilter> {
+    let estimate = store.stats().estimated_keys as usize;
+    let prefilter = Prefilter::with_capacity(estimate);
+    let results: Vec<Result<(), StoreError>> = (0..prefilter::SEGMENTS)
+        .into_par_iter()
+        .map(|segment| {
+            let start = keys::serial_range_start((segment as u64) << 56);
+            let end = match segment + 1 {
+                next if next < prefilter::SEGMENTS => keys::serial_range_start((next as u64) << 56),
+                _ => keys::serial_range_end(),
+            };
+            let mut hashes = Vec::new();
+            store.scan(&start, &end, &mut |key, _| {
+                if let Some(parsed) = keys::parse_serial(key) {
+                    hashes.push(parsed.hash);
+                }
+                true
+            })?;
+            prefilter.insert_sorted(&hashes, |h| *h);
+            Ok(())
+        })
+        .collect();
+    for result in results {
+        result?;
+    }
+    Ok(prefilter)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoLineView {
+    pub line_item_number: String,
+    pub sku: String,
+    pub ordered: u64,
+    pub generated: u64,
+    pub received: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoView {
+    pub reference_code: String,
+    pub vendor_id: String,
+    pub status: PoStatus,
+    pub lines: Vec<PoLineView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    pub event: &'static str,
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+}
+
+/// A serial's record with ids resolved to names, as `SERIAL.GET` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SerialView {
+    pub serial: String,
+    pub sku: Option<String>,
+    pub reference_code: Option<String>,
+    pub line_item_number: Option<String>,
+    pub grn: Option<String>,
+    pub state: SerialState,
+    pub condition: Condition,
+    pub bin: Option<String>,
+    pub qc_reason: Option<String>,
+    pub order: Option<String>,
+    pub updated_at: String,
+    pub history: Vec<EventView>,
+}
+
+pub(crate) fn format_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
+/// Resolves ids to names for a batch of serial views, reading each name once.
+struct NameCache<'a> {
+    engine: &'a Engine,
+    account: u32,
+    skus: HashMap<u32, Option<String>>,
+    pos: HashMap<u32, Option<PoRecord>>,
+    grns: HashMap<u32, Option<String>>,
+}
+
+impl<'a> NameCache<'a> {
+    fn new(engine: &'a Engine, account: u32) -> Self {
+        Self {
+            engine,
+            account,
+            skus: HashMap::new(),
+            pos: HashMap::new(),
+            grns: HashMap::new(),
+        }
+    }
+
+    fn sku(&mut self, id: u32) -> Result<Option<String>> {
+        if id == 0 {
+            return Ok(None);
+        }
+        if !self.skus.contains_key(&id) {
+            let name = self.engine.sku_name(self.account, id)?;
+            self.skus.insert(id, name);
+        }
+        Ok(self.skus[&id].clone())
+    }
+
+    fn po(&mut self, id: u32) -> Result<Option<&PoRecord>> {
+        if id == 0 {
+            return Ok(None);
+        }
+        if !self.pos.contains_key(&id) {
+            let po = match self.engine.store.get(&keys::po_ref(self.account, id))? {
+                Some(reference) => self
+                    .engine
+                    .get_decoded(&keys::po(self.account, &String::from_utf8_lossy(&reference)))?,
+                None => None,
+            };
+            self.pos.insert(id, po);
+        }
+        Ok(self.pos[&id].as_ref())
+    }
+
+    fn grn(&mut self, seq: u32) -> Result<Option<String>> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        if !self.grns.contains_key(&seq) {
+            let id = self
+                .engine
+                .store
+                .get(&keys::grn_id(self.account, seq))?
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            self.grns.insert(seq, id);
+        }
+        Ok(self.grns[&seq].clone())
+    }
+
+    fn view(&mut self, serial: &[u8], record: &SerialRecord) -> Result<SerialView> {
+        let (reference_code, line_item_number) = match self.po(record.po)? {
+            Some(po) => (
+                Some(po.reference_code.clone()),
+                po.lines
+                    .get(record.line as usize)
+                    .map(|l| l.line_item_number.clone()),
+            ),
+            None => (None, None),
+        };
+        let mut history = Vec::with_capacity(record.history.len());
+        for event in &record.history {
+            let mut view = EventView {
+                event: "",
+                at: format_ms(event.at_ms),
+                grn: None,
+                reference_code: None,
+                order: None,
+                condition: None,
+            };
+            match &event.kind {
+                EventKind::Expected { po } | EventKind::Generated { po } | EventKind::Cancelled { po } => {
+                    view.event = match event.kind {
+                        EventKind::Expected { .. } => "expected",
+                        EventKind::Generated { .. } => "generated",
+                        _ => "cancelled",
+                    };
+                    view.reference_code = self.po(*po)?.map(|p| p.reference_code.clone());
+                }
+                EventKind::Inwarded { grn } => {
+                    view.event = "inwarded";
+                    view.grn = self.grn(*grn)?;
+                }
+                EventKind::Outward { order } => {
+                    view.event = "outward";
+                    view.order = Some(order.clone());
+                }
+                EventKind::Returned { order, condition } => {
+                    view.event = "returned";
+                    view.order = Some(order.clone());
+                    view.condition = Some(*condition);
+                }
+            }
+            history.push(view);
+        }
+        Ok(SerialView {
+            serial: String::from_utf8_lossy(serial).into_owned(),
+            sku: self.sku(record.sku)?,
+            reference_code,
+            line_item_number,
+            grn: self.grn(record.grn)?,
+            state: record.state,
+            condition: record.condition,
+            bin: record.bin.clone(),
+            qc_reason: record.qc_reason.clone(),
+            order: record.order.clone(),
+            updated_at: format_ms(record.updated_at_ms()),
+            history,
+        })
+    }
+}

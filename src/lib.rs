@@ -1,0 +1,19 @@
+//! serialgate: a serial-number validation engine for goods receipt.
+//!
+//! Layers, top to bottom: `engine` (the library API: accounts, POs, GRNs, lookups; its
+//! `rules` module holds the USN workflow rules) → `prefilter` (in-memory fingerprints) and
+//! `store` (the `Store` trait, the keyer, value codec and the RocksDB backend). `domain` is
+//! the stored model, `outcome` the replies, `serial` the serial value itself.
+
+#![deny(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod domain;
+pub mod engine;
+pub mod outcome;
+pub mod prefilter;
+pub mod serial;
+pub mod store;
+pub mod workload;
+
+pub use engine::{AccountOptions, Engine, EngineConfig, EngineError, GrnMode};

@@ -1,0 +1,258 @@
+//! The in-memory prefilter: a set of serial fingerprints answering "certainly new" or
+//! "maybe known" without touching disk.
+//!
+//! It is exact over 40 bits of the serial hash: 256 segments chosen by the top 8 bits, each an
+//! open-addressing table of the low 32 bits. A fresh serial collides with a stored one with
+//! probability ~ n / 2^40 (about 1 in 55,000 at 20 million serials); a "maybe" is confirmed
+//! against storage. Entries are never removed: a cancelled serial keeps its fingerprint and
+//! the confirming read sees it is free again. So the prefilter is a superset of the stored
+//! serials, the one invariant the pipeline relies on.
+//!
+//! Why not `HashSet<u64>`: 8-byte slots at hashbrown's load factors cost 9–18 bytes per
+//! serial; 4-byte slots with the segment bits implied cost 4.6–9.2 bytes (measured in
+//! docs/BENCHMARKS.md), well inside the 16-byte budget at 100 million serials.
+
+use parking_lot::RwLock;
+use rayon::prelude::*;
+
+const SEGMENT_BITS: u32 = 8;
+pub const SEGMENTS: usize = 1 << SEGMENT_BITS;
+const EMPTY: u32 = 0;
+const INITIAL_SLOTS: usize = 1024;
+
+/// Which segment a hash belongs to: its top bits, so hashes sorted ascending arrive
+/// segment by segment.
+#[inline]
+pub fn segment_of(hash: u64) -> usize {
+    (hash >> (64 - SEGMENT_BITS)) as usize
+}
+
+#[inline]
+fn fingerprint(hash: u64) -> u32 {
+    // 0 marks an empty slot; folding it onto 1 merges two fingerprints out of 2^32.
+    (hash as u32).max(1)
+}
+
+/// Home slot, derived from the fingerprint alone so a table can grow without the hash.
+#[inline]
+fn home(fp: u32, mask: usize) -> usize {
+    ((u64::from(fp).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize) & mask
+}
+
+struct Table {
+    slots: Vec<u32>,
+    len: usize,
+}
+
+impl Table {
+    fn with_capacity(entries: usize) -> Self {
+        let slots = (entries * 8 / 7 + 1).next_power_of_two().max(INITIAL_SLOTS);
+        Table {
+            slots: vec![EMPTY; slots],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn contains(&self, hash: u64) -> bool {
+        let fp = fingerprint(hash);
+        let mask = self.slots.len() - 1;
+        let mut i = home(fp, mask);
+        loop {
+            match self.slots[i] {
+                EMPTY => return false,
+                slot if slot == fp => return true,
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Returns false if the fingerprint was already present.
+    #[inline]
+    fn insert(&mut self, hash: u64) -> bool {
+        if (self.len + 1) * 8 > self.slots.len() * 7 {
+            self.grow();
+        }
+        self.insert_fingerprint(fingerprint(hash))
+    }
+
+    #[inline]
+    fn insert_fingerprint(&mut self, fp: u32) -> bool {
+        let mask = self.slots.len() - 1;
+        let mut i = home(fp, mask);
+        loop {
+            match self.slots[i] {
+                EMPTY => {
+                    self.slots[i] = fp;
+                    self.len += 1;
+                    return true;
+                }
+                slot if slot == fp => return false,
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; self.slots.len() * 2]);
+        self.len = 0;
+        for fp in old.into_iter().filter(|&fp| fp != EMPTY) {
+            self.insert_fingerprint(fp);
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<u32>()
+    }
+}
+
+pub struct Prefilter {
+    segments: Vec<RwLock<Table>>,
+}
+
+impl Default for Prefilter {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl Prefilter {
+    /// A prefilter sized for about `entries` serials.
+    pub fn with_capacity(entries: usize) -> Self {
+        let per_segment = entries / SEGMENTS;
+        Self {
+            segments: (0..SEGMENTS)
+                .map(|_| RwLock::new(Table::with_capacity(per_segment)))
+                .collect(),
+        }
+    }
+
+    pub fn contains(&self, hash: u64) -> bool {
+        self.segments[segment_of(hash)].read().contains(hash)
+    }
+
+    pub fn insert(&self, hash: u64) -> bool {
+        self.segments[segment_of(hash)].write().insert(hash)
+    }
+
+    /// Probes hashes given in ascending order; `maybe[i]` is set where `hashes[i]` may be
+    /// stored. Segments are probed in parallel, each under one read lock.
+    pub fn probe_sorted<T: Sync>(
+        &self,
+        entries: &[T],
+        hash_of: impl Fn(&T) -> u64 + Sync,
+        maybe: &mut [bool],
+    ) {
+        debug_assert!(entries.windows(2).all(|w| hash_of(&w[0]) <= hash_of(&w[1])));
+        let groups = split_by_segment(entries, &hash_of);
+        let mut maybe_groups = Vec::with_capacity(groups.len());
+        let mut rest = maybe;
+        for (_, group) in &groups {
+            let (head, tail) = rest.split_at_mut(group.len());
+            maybe_groups.push(head);
+            rest = tail;
+        }
+        groups
+            .into_par_iter()
+            .zip(maybe_groups)
+            .for_each(|((segment, group), out)| {
+                let table = self.segments[segment].read();
+                for (entry, flag) in group.iter().zip(out.iter_mut()) {
+                    *flag = table.contains(hash_of(entry));
+                }
+            });
+    }
+
+    /// Inserts hashes given in ascending order, each segment under one write lock.
+    pub fn insert_sorted<T: Sync>(&self, entries: &[T], hash_of: impl Fn(&T) -> u64 + Sync) {
+        split_by_segment(entries, &hash_of)
+            .into_par_iter()
+            .for_each(|(segment, group)| {
+                let mut table = self.segments[segment].write();
+                for entry in group {
+                    table.insert(hash_of(entry));
+                }
+            });
+    }
+
+    pub fn len(&self) -> usize {
+        self.segments.iter().map(|s| s.read().len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Heap bytes held by the fingerprint tables.
+    pub fn bytes(&self) -> usize {
+        self.segments.iter().map(|s| s.read().bytes()).sum()
+    }
+}
+
+/// Splits entries in ascending hash order into (segment, slice) groups.
+fn split_by_segment<'a, T>(entries: &'a [T], hash_of: &impl Fn(&T) -> u64) -> Vec<(usize, &'a [T])> {
+    let mut groups = Vec::new();
+    let mut rest = entries;
+    while let Some(first) = rest.first() {
+        let segment = segment_of(hash_of(first));
+        let end = rest.partition_point(|e| segment_of(hash_of(e)) == segment);
+        let (group, tail) = rest.split_at(end);
+        groups.push((segment, group));
+        rest = tail;
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hashes(n: u64, seed: u64) -> Vec<u64> {
+        (0..n)
+            .map(|i| crate::serial::serial_hash(seed as u32, &i.to_le_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn no_false_negatives_across_growth() {
+        let filter = Prefilter::default();
+        let stored = hashes(200_000, 1);
+        for h in &stored {
+            filter.insert(*h);
+        }
+        assert!(stored.iter().all(|h| filter.contains(*h)));
+        assert_eq!(filter.len(), 200_000);
+        // Fresh hashes are almost never reported: 40-bit fingerprints.
+        let false_hits = hashes(200_000, 2)
+            .iter()
+            .filter(|h| filter.contains(**h))
+            .count();
+        assert!(false_hits < 5, "{false_hits} false hits");
+    }
+
+    #[test]
+    fn sorted_batch_probe_matches_single_probes() {
+        let filter = Prefilter::with_capacity(10_000);
+        let mut stored = hashes(10_000, 3);
+        stored.sort_unstable();
+        filter.insert_sorted(&stored, |h| *h);
+        let mut probe: Vec<u64> = stored.iter().step_by(2).copied().chain(hashes(5_000, 4)).collect();
+        probe.sort_unstable();
+        let mut maybe = vec![false; probe.len()];
+        filter.probe_sorted(&probe, |h| *h, &mut maybe);
+        for (h, m) in probe.iter().zip(&maybe) {
+            assert_eq!(*m, filter.contains(*h));
+        }
+        assert_eq!(maybe.iter().filter(|m| **m).count(), 5_000);
+    }
+
+    #[test]
+    fn memory_stays_within_budget() {
+        let filter = Prefilter::default();
+        for h in hashes(1_000_000, 5) {
+            filter.insert(h);
+        }
+        let per_serial = filter.bytes() as f64 / filter.len() as f64;
+        assert!(per_serial <= 16.0, "{per_serial} bytes per serial");
+    }
+}

@@ -1,0 +1,82 @@
+//! Storage: an ordered, durable key-value space behind the narrow [`Store`] trait.
+//!
+//! The engine speaks only in keys (built by [`keys`]), values (encoded by [`codec`]) and
+//! atomic [`Commit`]s. No RocksDB type crosses this boundary; [`rocks`] is the one backend
+//! today. Nothing here knows USN rules or the line protocol.
+
+pub mod codec;
+pub mod keys;
+pub mod rocks;
+
+use thiserror::Error;
+
+/// Failures of the storage layer. Every one means the operation did not take effect.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A sink for key-value pairs; returning an error stops the producer.
+pub type EntrySink<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
+
+/// Sorted, non-overlapping runs of entries produced on demand, so a ten-million-serial
+/// commit is never materialised as ten million `Vec`s. Runs are in ascending key order, each
+/// run's keys ascend, and every key of run `i` is below every key of run `i + 1`.
+pub trait SortedRuns: Sync {
+    fn run_count(&self) -> usize;
+    /// Number of entries in run `run`.
+    fn run_len(&self, run: usize) -> usize;
+    /// Feeds run `run`'s entries to `sink` in ascending key order.
+    fn emit(&self, run: usize, sink: &mut EntrySink<'_>) -> Result<(), StoreError>;
+}
+
+/// One atomic write: all of it becomes durable, or none of it does.
+pub struct Commit<'a> {
+    /// Small writes in any order; a later put of the same key wins.
+    pub puts: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Bulk entries, all above every key in `puts`.
+    pub runs: Option<&'a dyn SortedRuns>,
+}
+
+impl Commit<'_> {
+    pub fn puts(puts: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+        Commit { puts, runs: None }
+    }
+
+    pub fn bulk_len(&self) -> usize {
+        self.runs.map_or(0, |r| (0..r.run_count()).map(|i| r.run_len(i)).sum())
+    }
+}
+
+/// Counters a backend reports for INFO and the benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct StoreStats {
+    pub live_data_bytes: u64,
+    pub sst_files_bytes: u64,
+    pub estimated_keys: u64,
+    pub level0_files: u64,
+}
+
+/// The storage contract the engine relies on.
+pub trait Store: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Point lookups of keys given in ascending order; one result per key, same order.
+    fn multi_get_sorted(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+
+    /// Visits every entry with `start <= key < end` in key order until `visit` returns false.
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
+
+    /// Makes `commit` durable atomically. Returns only once it would survive a power cut.
+    fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError>;
+
+    fn stats(&self) -> StoreStats;
+}

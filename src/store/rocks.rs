@@ -1,0 +1,292 @@
+//! The RocksDB backend of [`Store`].
+//!
+//! One column family holds the whole key space of `keys`. Shards are hash ranges of the
+//! serial keys rather than column families: RocksDB's C API (the one rust-rocksdb binds)
+//! ingests external SST files into one column family per call, and a call with several
+//! non-overlapping files is atomic. So a bulk commit writes one SST per run plus one for its
+//! metadata, in parallel, and ingests them in a single call; small commits are one synced
+//! `WriteBatch` (RocksDB groups concurrent synced writers into one WAL fsync).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use rocksdb::{
+    BlockBasedOptions, Cache, DBCompressionType, ErrorKind, IngestExternalFileOptions, Options,
+    ReadOptions, SstFileWriter, WriteBatch, WriteOptions, DB,
+};
+
+use super::{Commit, EntrySink, SortedRuns, Store, StoreError, StoreStats};
+
+/// Tuning of the RocksDB backend.
+#[derive(Debug, Clone)]
+pub struct RocksConfig {
+    /// Commits with at least this many bulk entries are written as SST files and ingested;
+    /// smaller ones go through the WAL. See docs/design.md for the measured crossover.
+    pub ingest_min_entries: usize,
+    pub block_cache_bytes: usize,
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for RocksConfig {
+    fn default() -> Self {
+        Self {
+            ingest_min_entries: 20_000,
+            block_cache_bytes: 256 << 20,
+            write_buffer_bytes: 64 << 20,
+        }
+    }
+}
+
+pub struct RocksStore {
+    db: DB,
+    /// Options handed to `SstFileWriter`: the table format of the DB, uncompressed, since
+    /// ingested files land in L0 and are rewritten by compaction anyway.
+    sst_options: Options,
+    ingest_dir: PathBuf,
+    ingest_seq: AtomicU64,
+    config: RocksConfig,
+}
+
+fn io(e: rocksdb::Error) -> StoreError {
+    match e.kind() {
+        ErrorKind::Corruption => StoreError::Corrupt(e.into_string()),
+        _ => StoreError::Io(e.into_string()),
+    }
+}
+
+fn table_options(cache: Option<&Cache>) -> BlockBasedOptions {
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    table.set_block_size(16 << 10);
+    if let Some(cache) = cache {
+        table.set_block_cache(cache);
+    }
+    table
+}
+
+impl RocksStore {
+    pub fn open(path: &Path, config: RocksConfig) -> Result<Self, StoreError> {
+        fs::create_dir_all(path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        let cache = Cache::new_lru_cache(config.block_cache_bytes);
+
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_max_background_jobs(2);
+        opts.set_max_subcompactions(2);
+        opts.set_bytes_per_sync(1 << 20);
+        opts.set_write_buffer_size(config.write_buffer_bytes);
+        opts.set_max_write_buffer_number(4);
+        // Bulk commits land as L0 files; let a few accumulate before compacting and never
+        // stall commits on L0 count before the hard limit.
+        opts.set_level_zero_file_num_compaction_trigger(8);
+        opts.set_level_zero_slowdown_writes_trigger(64);
+        opts.set_level_zero_stop_writes_trigger(96);
+        opts.set_target_file_size_base(64 << 20);
+        opts.set_max_bytes_for_level_base(512 << 20);
+        opts.set_compression_per_level(&[
+            DBCompressionType::None,
+            DBCompressionType::None,
+            DBCompressionType::Lz4,
+            DBCompressionType::Lz4,
+            DBCompressionType::Lz4,
+            DBCompressionType::Lz4,
+            DBCompressionType::Lz4,
+        ]);
+        // Lookups that reach RocksDB are prefilter hits, which almost always exist: a bloom
+        // filter on the last level would cost ~1.25 bytes per serial and rarely save a read.
+        opts.set_optimize_filters_for_hits(true);
+        opts.set_block_based_table_factory(&table_options(Some(&cache)));
+
+        let db = DB::open(&opts, path).map_err(io)?;
+
+        let mut sst_options = Options::default();
+        sst_options.set_compression_type(DBCompressionType::None);
+        sst_options.set_block_based_table_factory(&table_options(None));
+
+        let ingest_dir = path.join("ingest");
+        // Files left by a commit that crashed before ingestion were never part of the DB.
+        let _ = fs::remove_dir_all(&ingest_dir);
+        fs::create_dir_all(&ingest_dir)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", ingest_dir.display())))?;
+
+        Ok(Self {
+            db,
+            sst_options,
+            ingest_dir,
+            ingest_seq: AtomicU64::new(0),
+            config,
+        })
+    }
+
+    fn write_batch(&self, commit: &Commit<'_>) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (key, value) in &commit.puts {
+            batch.put(key, value);
+        }
+        if let Some(runs) = commit.runs {
+            for run in 0..runs.run_count() {
+                runs.emit(run, &mut |key, value| {
+                    batch.put(key, value);
+                    Ok(())
+                })?;
+            }
+        }
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(true);
+        self.db.write_opt(batch, &write_options).map_err(io)
+    }
+
+    fn write_sst(&self, path: &Path, emit: &mut dyn FnMut(&mut EntrySink<'_>) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let mut writer = SstFileWriter::create(&self.sst_options);
+        writer.open(path).map_err(io)?;
+        emit(&mut |key, value| writer.put(key, value).map_err(io))?;
+        writer.finish().map_err(io)
+    }
+
+    fn ingest(&self, commit: &Commit<'_>, runs: &dyn SortedRuns) -> Result<(), StoreError> {
+        let commit_no = self.ingest_seq.fetch_add(1, Ordering::Relaxed);
+        let dir = &self.ingest_dir;
+        let run_path = |run: usize| dir.join(format!("{commit_no}-{run}.sst"));
+
+        let mut puts: Vec<&(Vec<u8>, Vec<u8>)> = commit.puts.iter().collect();
+        // Stable sort keeps request order among equal keys; the last one wins below.
+        puts.sort_by(|a, b| a.0.cmp(&b.0));
+        let meta_path = dir.join(format!("{commit_no}-meta.sst"));
+
+        let runs_written: Result<Vec<Option<PathBuf>>, StoreError> = (0..runs.run_count())
+            .into_par_iter()
+            .map(|run| {
+                if runs.run_len(run) == 0 {
+                    return Ok(None);
+                }
+                let path = run_path(run);
+                self.write_sst(&path, &mut |sink| runs.emit(run, sink))?;
+                Ok(Some(path))
+            })
+            .collect();
+
+        let mut paths: Vec<PathBuf> = Vec::new();
+        let result = runs_written.and_then(|written| {
+            paths.extend(written.into_iter().flatten());
+            if !puts.is_empty() {
+                self.write_sst(&meta_path, &mut |sink| {
+                    for (i, (key, value)) in puts.iter().map(|kv| (&kv.0, &kv.1)).enumerate() {
+                        if puts.get(i + 1).is_some_and(|next| &next.0 == key) {
+                            continue;
+                        }
+                        sink(key, value)?;
+                    }
+                    Ok(())
+                })?;
+                paths.push(meta_path.clone());
+            }
+            let mut options = IngestExternalFileOptions::default();
+            options.set_move_files(true);
+            options.set_snapshot_consistency(true);
+            options.set_allow_global_seqno(true);
+            options.set_allow_blocking_flush(true);
+            self.db
+                .ingest_external_file_opts(&options, paths.clone())
+                .map_err(io)
+        });
+        // After a successful move the files are gone; after a failure they were never live.
+        for path in (0..runs.run_count()).map(run_path).chain([meta_path]) {
+            let _ = fs::remove_file(path);
+        }
+        result
+    }
+
+    fn int_property(&self, name: &str) -> u64 {
+        self.db.property_int_value(name).ok().flatten().unwrap_or(0)
+    }
+}
+
+impl Store for RocksStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(key).map_err(io)
+    }
+
+    fn multi_get_sorted(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let cf = self.db.default_column_family();
+        self.db
+            .batched_multi_get_cf(&cf, keys.iter(), true)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|slice| slice.to_vec())).map_err(io))
+            .collect()
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut read_options = ReadOptions::default();
+        read_options.set_iterate_upper_bound(end.to_vec());
+        read_options.fill_cache(false);
+        read_options.set_readahead_size(2 << 20);
+        let mut iter = self.db.raw_iterator_opt(read_options);
+        iter.seek(start);
+        while iter.valid() {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            if !visit(key, value) {
+                return Ok(());
+            }
+            iter.next();
+        }
+        iter.status().map_err(io)
+    }
+
+    fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+        match commit.runs {
+            Some(runs) if commit.bulk_len() >= self.config.ingest_min_entries => {
+                self.ingest(&commit, runs)
+            }
+            _ => self.write_batch(&commit),
+        }
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            live_data_bytes: self.int_property("rocksdb.estimate-live-data-size"),
+            sst_files_bytes: self.int_property("rocksdb.total-sst-files-size"),
+            estimated_keys: self.int_property("rocksdb.estimate-num-keys"),
+            level0_files: self.int_property("rocksdb.num-files-at-level0"),
+        }
+    }
+}
+
+/// Plain RocksDB with its default options and synced `WriteBatch` puts: the baseline the
+/// `bench --baseline` run compares the engine against.
+pub struct PlainRocks {
+    db: DB,
+}
+
+impl PlainRocks {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        Ok(Self {
+            db: DB::open(&opts, path).map_err(io)?,
+        })
+    }
+
+    /// Writes the entries `fill` produces as one synced `WriteBatch`.
+    pub fn write_synced(
+        &self,
+        fill: &mut dyn FnMut(&mut EntrySink<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        fill(&mut |key, value| {
+            batch.put(key, value);
+            Ok(())
+        })?;
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(true);
+        self.db.write_opt(batch, &write_options).map_err(io)
+    }
+}
