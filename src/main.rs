@@ -6,7 +6,11 @@ mod cli;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "serialgate", version, about = "High-throughput serial-number validation for goods receipt")]
+#[command(
+    name = "serialgate",
+    version,
+    about = "High-throughput serial-number validation for goods receipt"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -22,8 +26,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -94,7 +94,8 @@ impl Table {
     }
 
     fn grow(&mut self) {
-        let old = std::mem::replace(&mut self.slots, vec![EMPTY; self.slots.len() * 2]);
+        let doubled = vec![EMPTY; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
         self.len = 0;
         for fp in old.into_iter().filter(|&fp| fp != EMPTY) {
             self.insert_fingerprint(fp);
@@ -190,7 +191,10 @@ impl Prefilter {
 }
 
 /// Splits entries in ascending hash order into (segment, slice) groups.
-fn split_by_segment<'a, T>(entries: &'a [T], hash_of: &impl Fn(&T) -> u64) -> Vec<(usize, &'a [T])> {
+fn split_by_segment<'a, T>(
+    entries: &'a [T],
+    hash_of: &impl Fn(&T) -> u64,
+) -> Vec<(usize, &'a [T])> {
     let mut groups = Vec::new();
     let mut rest = entries;
     while let Some(first) = rest.first() {
@@ -236,7 +240,12 @@ mod tests {
         let mut stored = hashes(10_000, 3);
         stored.sort_unstable();
         filter.insert_sorted(&stored, |h| *h);
-        let mut probe: Vec<u64> = stored.iter().step_by(2).copied().chain(hashes(5_000, 4)).collect();
+        let mut probe: Vec<u64> = stored
+            .iter()
+            .step_by(2)
+            .copied()
+            .chain(hashes(5_000, 4))
+            .collect();
         probe.sort_unstable();
         let mut maybe = vec![false; probe.len()];
         filter.probe_sorted(&probe, |h| *h, &mut maybe);

@@ -16,9 +16,14 @@ pub const SERIAL_LEN_MAX: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyntaxError {
     Empty,
-    TooLong { len: usize },
+    TooLong {
+        len: usize,
+    },
     /// A byte outside 0x21..=0x7E: space, control, DEL or non-ASCII.
-    BadByte { position: usize, byte: u8 },
+    BadByte {
+        position: usize,
+        byte: u8,
+    },
 }
 
 impl fmt::Display for SyntaxError {
@@ -237,7 +242,10 @@ mod tests {
         assert_eq!(list.get(1), b" B2");
         assert_eq!(list.get(2), "Cé3".as_bytes());
         assert_eq!(list.get(3), b"");
-        assert_eq!(serde_json::to_string(&list).unwrap(), r#"["A1"," B2","Cé3",""]"#);
+        assert_eq!(
+            serde_json::to_string(&list).unwrap(),
+            r#"["A1"," B2","Cé3",""]"#
+        );
         assert!(serde_json::from_str::<SerialList>(r#"["A",5]"#).is_err());
     }
 }

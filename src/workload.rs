@@ -58,7 +58,9 @@ mod tests {
         let a = serials(42, 0, 100_000);
         assert_eq!(a, serials(42, 0, 100_000));
         assert_ne!(a.get(0), serials(42, 1, 1).get(0));
-        assert!(a.iter().all(|s| check_syntax(s).is_ok() && (16..=24).contains(&s.len())));
+        assert!(a
+            .iter()
+            .all(|s| check_syntax(s).is_ok() && (16..=24).contains(&s.len())));
         let distinct: std::collections::HashSet<&[u8]> = a.iter().collect();
         assert_eq!(distinct.len(), a.len());
     }

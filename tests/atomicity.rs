@@ -50,7 +50,12 @@ impl Store for FaultyStore {
     fn multi_get_sorted(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.inner.multi_get_sorted(keys)
     }
-    fn scan(&self, s: &[u8], e: &[u8], v: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
+    fn scan(
+        &self,
+        s: &[u8],
+        e: &[u8],
+        v: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
         self.inner.scan(s, e, v)
     }
     fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
@@ -89,15 +94,22 @@ fn a_commit_failing_midway_leaves_nothing_and_can_be_retried() {
         let payload = grn("GRN-1", "PO-1", vec![item("S1", serials(&values))]);
 
         budget.store(2500, Ordering::SeqCst);
-        let err = engine.receive(ACCOUNT, &payload, GrnMode::Commit).unwrap_err();
+        let err = engine
+            .receive(ACCOUNT, &payload, GrnMode::Commit)
+            .unwrap_err();
         assert_eq!(err.code(), "STORAGE", "{path:?}: {err}");
         for probe in ["FAIL000000", "FAIL002499", "FAIL004999"] {
             assert_eq!(state_of(&engine, probe), None, "{path:?} {probe}");
         }
-        assert_eq!(engine.po_view(ACCOUNT, "PO-1").unwrap().lines[0].received, 0);
+        assert_eq!(
+            engine.po_view(ACCOUNT, "PO-1").unwrap().lines[0].received,
+            0
+        );
         assert_eq!(engine.stats().prefilter_serials, 0);
         // No stray SST files are left for a later ingestion to pick up.
-        let leftovers = std::fs::read_dir(dir.path().join("ingest")).unwrap().count();
+        let leftovers = std::fs::read_dir(dir.path().join("ingest"))
+            .unwrap()
+            .count();
         assert_eq!(leftovers, 0);
 
         budget.store(usize::MAX, Ordering::SeqCst);
@@ -107,7 +119,10 @@ fn a_commit_failing_midway_leaves_nothing_and_can_be_retried() {
         // Reopened, the store holds exactly the one successful commit.
         let engine = open(dir.path(), path);
         assert_eq!(engine.stats().prefilter_serials, 5000);
-        assert_eq!(engine.po_view(ACCOUNT, "PO-1").unwrap().lines[0].received, 5000);
+        assert_eq!(
+            engine.po_view(ACCOUNT, "PO-1").unwrap().lines[0].received,
+            5000
+        );
     }
 }
 
@@ -118,7 +133,11 @@ fn a_rejected_grn_writes_nothing() {
         po(&engine, "PO-1", &[("S1", 100), ("P1", 5)]);
         let mut values: Vec<String> = (0..99).map(|i| format!("R{i:04}")).collect();
         values.push("R0000".into());
-        let payload = grn("GRN-1", "PO-1", vec![item("S1", serials(&values)), plain("P1", 5)]);
+        let payload = grn(
+            "GRN-1",
+            "PO-1",
+            vec![item("S1", serials(&values)), plain("P1", 5)],
+        );
         let reply = commit(&engine, &payload);
         assert_eq!(reply.errors().len(), 1);
         assert_eq!(state_of(&engine, "R0001"), None);
@@ -127,7 +146,11 @@ fn a_rejected_grn_writes_nothing() {
         assert_eq!((view.lines[0].received, view.lines[1].received), (0, 0));
         // The GRN id was not consumed.
         values.pop();
-        let fixed = grn("GRN-1", "PO-1", vec![item("S1", serials(&values)), plain("P1", 5)]);
+        let fixed = grn(
+            "GRN-1",
+            "PO-1",
+            vec![item("S1", serials(&values)), plain("P1", 5)],
+        );
         assert!(commit(&engine, &fixed).is_committed());
     }
 }

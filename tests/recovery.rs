@@ -9,7 +9,11 @@ fn reopen_keeps_everything_acknowledged() {
     for path in BOTH_PATHS {
         let dir = tempfile::tempdir().unwrap();
         let first: Vec<String> = (0..3000).map(|i| format!("KEEP{i:05}")).collect();
-        let payload = grn("GRN-1", "PO-1", vec![item("S1", serials(&first)), plain("P1", 7)]);
+        let payload = grn(
+            "GRN-1",
+            "PO-1",
+            vec![item("S1", serials(&first)), plain("P1", 7)],
+        );
         {
             let engine = open(dir.path(), path);
             setup_type2(&engine);
@@ -22,21 +26,41 @@ fn reopen_keeps_everything_acknowledged() {
         let view = engine.po_view(ACCOUNT, "PO-1").unwrap();
         assert_eq!((view.lines[0].received, view.lines[1].received), (3000, 7));
         // The retry after a restart is still recognised.
-        assert!(matches!(commit(&engine, &payload), GrnReply::Committed { replayed: true, .. }));
+        assert!(matches!(
+            commit(&engine, &payload),
+            GrnReply::Committed { replayed: true, .. }
+        ));
         // The rebuilt prefilter still catches every old serial.
         let again = grn("GRN-2", "PO-1", vec![item("S1", serials(&first[..100]))]);
         let reply = commit(&engine, &again);
         assert_eq!(reply.errors().len(), 100);
-        assert!(reply.errors().iter().all(|e| e.code == OutcomeCode::AlreadyInwarded));
+        assert!(reply
+            .errors()
+            .iter()
+            .all(|e| e.code == OutcomeCode::AlreadyInwarded));
         // New ids continue after the old ones.
         po(&engine, "PO-2", &[("S2", 1)]);
-        assert!(commit(&engine, &grn("GRN-3", "PO-2", vec![item("S2", serials(&["NEW1"]))])).is_committed());
+        assert!(commit(
+            &engine,
+            &grn("GRN-3", "PO-2", vec![item("S2", serials(&["NEW1"]))])
+        )
+        .is_committed());
         assert_eq!(
-            engine.serial(ACCOUNT, b"NEW1").unwrap().unwrap().reference_code.as_deref(),
+            engine
+                .serial(ACCOUNT, b"NEW1")
+                .unwrap()
+                .unwrap()
+                .reference_code
+                .as_deref(),
             Some("PO-2")
         );
         assert_eq!(
-            engine.serial(ACCOUNT, b"KEEP00000").unwrap().unwrap().grn.as_deref(),
+            engine
+                .serial(ACCOUNT, b"KEEP00000")
+                .unwrap()
+                .unwrap()
+                .grn
+                .as_deref(),
             Some("GRN-1")
         );
     }
@@ -49,15 +73,26 @@ fn accounts_survive_reopen_and_ids_are_not_reused() {
         let engine = open(dir.path(), WritePath::Wal);
         setup_type2(&engine);
         po(&engine, "PO-1", &[("S1", 1)]);
-        assert!(commit(&engine, &grn("G", "PO-1", vec![item("S1", serials(&["SAME"]))])).is_committed());
+        assert!(commit(
+            &engine,
+            &grn("G", "PO-1", vec![item("S1", serials(&["SAME"]))])
+        )
+        .is_committed());
     }
     let engine = open(dir.path(), WritePath::Wal);
     // A second account gets its own id, so the same serial value is new to it.
     engine
-        .create_account("other", serialgate::AccountOptions::new(serialgate::domain::UsnType::SellerAtGrn))
+        .create_account(
+            "other",
+            serialgate::AccountOptions::new(serialgate::domain::UsnType::SellerAtGrn),
+        )
         .unwrap();
     engine
-        .set_skus("other", serialgate::domain::SkuKind::Serialized, &["S1".into()])
+        .set_skus(
+            "other",
+            serialgate::domain::SkuKind::Serialized,
+            &["S1".into()],
+        )
         .unwrap();
     let po_payload: serialgate::engine::PoPayload = serde_json::from_str(
         r#"{"referenceCode":"PO-1","items":[{"lineItemNumber":"1","sku":"S1","quantity":"1"}]}"#,
@@ -65,7 +100,11 @@ fn accounts_survive_reopen_and_ids_are_not_reused() {
     .unwrap();
     engine.create_po("other", po_payload).unwrap();
     let reply = engine
-        .receive("other", &grn("G", "PO-1", vec![item("S1", serials(&["SAME"]))]), serialgate::GrnMode::Commit)
+        .receive(
+            "other",
+            &grn("G", "PO-1", vec![item("S1", serials(&["SAME"]))]),
+            serialgate::GrnMode::Commit,
+        )
         .unwrap();
     assert!(reply.is_committed(), "{reply:?}");
     assert!(engine.serial(ACCOUNT, b"SAME").unwrap().is_some());

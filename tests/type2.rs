@@ -68,7 +68,10 @@ fn check_validates_and_writes_nothing() {
         }
     );
     assert!(engine.serial(ACCOUNT, b"A1").unwrap().is_none());
-    assert_eq!(engine.po_view(ACCOUNT, "PO-1").unwrap().lines[0].received, 0);
+    assert_eq!(
+        engine.po_view(ACCOUNT, "PO-1").unwrap().lines[0].received,
+        0
+    );
     // The same GRN still commits afterwards.
     assert!(commit(&engine, &payload).is_committed());
     let again = engine.receive(ACCOUNT, &payload, GrnMode::Check).unwrap();
@@ -87,9 +90,16 @@ fn auto_grn_receives_everything_outstanding() {
     assert_eq!(reply.errors().len(), 1);
     assert_eq!(reply.errors()[0].code, OutcomeCode::SerialsRequired);
 
-    let full = grn("GRN-1", "PO-1", vec![item("S1", serials(&["A1", "A2", "A3"]))]);
+    let full = grn(
+        "GRN-1",
+        "PO-1",
+        vec![item("S1", serials(&["A1", "A2", "A3"]))],
+    );
     let reply = engine.receive(ACCOUNT, &full, GrnMode::Auto).unwrap();
-    assert!(matches!(reply, GrnReply::Committed { units: 6, .. }), "{reply:?}");
+    assert!(
+        matches!(reply, GrnReply::Committed { units: 6, .. }),
+        "{reply:?}"
+    );
     let view = engine.po_view(ACCOUNT, "PO-1").unwrap();
     assert_eq!((view.lines[0].received, view.lines[1].received), (3, 5));
 
@@ -138,7 +148,11 @@ fn a_sku_on_two_lines_fills_them_in_order() {
     po(&engine, "PO-1", &[("S1", 1), ("S2", 1), ("S1", 2)]);
     assert!(commit(
         &engine,
-        &grn("GRN-1", "PO-1", vec![item("S1", serials(&["A1", "A2", "A3"]))])
+        &grn(
+            "GRN-1",
+            "PO-1",
+            vec![item("S1", serials(&["A1", "A2", "A3"]))]
+        )
     )
     .is_committed());
     let line = |s: &str| {
@@ -149,15 +163,22 @@ fn a_sku_on_two_lines_fills_them_in_order() {
             .line_item_number
             .unwrap()
     };
-    assert_eq!((line("A1"), line("A2"), line("A3")), ("1".into(), "3".into(), "3".into()));
+    assert_eq!(
+        (line("A1"), line("A2"), line("A3")),
+        ("1".into(), "3".into(), "3".into())
+    );
 }
 
 #[test]
 fn every_failing_unit_is_reported_in_one_pass() {
     let (_dir, engine) = type2(WritePath::Ingest);
     po(&engine, "PO-0", &[("S1", 1)]);
-    po(&engine, "PO-1", &[("S1", 4), ("P1", 1)]);
-    assert!(commit(&engine, &grn("GRN-0", "PO-0", vec![item("S1", serials(&["OLD1"]))])).is_committed());
+    po(&engine, "PO-1", &[("S1", 3), ("P1", 1)]);
+    assert!(commit(
+        &engine,
+        &grn("GRN-0", "PO-0", vec![item("S1", serials(&["OLD1"]))])
+    )
+    .is_committed());
 
     let mut bad_condition = item("S1", serials(&["QC1"]));
     bad_condition.condition = Some(serialgate::domain::Condition::Bad);
@@ -187,11 +208,21 @@ fn every_failing_unit_is_reported_in_one_pass() {
         ("bad serial".to_string(), InvalidSerial),
     ];
     assert_eq!(got, want, "{reply:?}");
-    let dup = reply.errors().iter().find(|e| e.code == DuplicateInRequest).unwrap();
-    assert_eq!(dup.detail.as_deref(), Some("first given at items[0].serials[1]"));
+    let dup = reply
+        .errors()
+        .iter()
+        .find(|e| e.code == DuplicateInRequest)
+        .unwrap();
+    assert_eq!(
+        dup.detail.as_deref(),
+        Some("first given at items[0].serials[1]")
+    );
     // Nothing of it was written.
     assert!(engine.serial(ACCOUNT, b"OK1").unwrap().is_none());
-    assert_eq!(engine.po_view(ACCOUNT, "PO-1").unwrap().lines[0].received, 0);
+    assert_eq!(
+        engine.po_view(ACCOUNT, "PO-1").unwrap().lines[0].received,
+        0
+    );
 }
 
 #[test]
@@ -211,7 +242,10 @@ fn serial_syntax_edges() {
         "CAF\u{c9}".as_bytes().to_vec(),
         b"!~edge~!".to_vec(),
     ];
-    let reply = commit(&engine, &grn("GRN-1", "PO-1", vec![item("S1", serials(&values))]));
+    let reply = commit(
+        &engine,
+        &grn("GRN-1", "PO-1", vec![item("S1", serials(&values))]),
+    );
     let invalid: Vec<&str> = reply
         .errors()
         .iter()
@@ -236,9 +270,16 @@ fn duplicates_across_grns_and_paths() {
         let (_dir, engine) = type2(path);
         po(&engine, "PO-1", &[("S1", 1000)]);
         let first: Vec<String> = (0..300).map(|i| format!("SER{i:05}")).collect();
-        assert!(commit(&engine, &grn("GRN-1", "PO-1", vec![item("S1", serials(&first))])).is_committed());
+        assert!(commit(
+            &engine,
+            &grn("GRN-1", "PO-1", vec![item("S1", serials(&first))])
+        )
+        .is_committed());
         let second: Vec<String> = (250..400).map(|i| format!("SER{i:05}")).collect();
-        let reply = commit(&engine, &grn("GRN-2", "PO-1", vec![item("S1", serials(&second))]));
+        let reply = commit(
+            &engine,
+            &grn("GRN-2", "PO-1", vec![item("S1", serials(&second))]),
+        );
         let dups = codes(&reply);
         assert_eq!(dups.len(), 50, "{path:?}");
         assert!(dups.iter().all(|(_, c)| *c == OutcomeCode::AlreadyInwarded));
@@ -251,7 +292,13 @@ fn idempotent_replay_and_conflicting_reuse_of_a_grn_id() {
     let (_dir, engine) = type2(WritePath::Ingest);
     po(&engine, "PO-1", &[("S1", 10)]);
     let payload = grn("GRN-1", "PO-1", vec![item("S1", serials(&["A1", "A2"]))]);
-    assert!(matches!(commit(&engine, &payload), GrnReply::Committed { replayed: false, .. }));
+    assert!(matches!(
+        commit(&engine, &payload),
+        GrnReply::Committed {
+            replayed: false,
+            ..
+        }
+    ));
     assert_eq!(
         commit(&engine, &payload),
         GrnReply::Committed {
@@ -262,14 +309,23 @@ fn idempotent_replay_and_conflicting_reuse_of_a_grn_id() {
         }
     );
     // A retry does not receive twice.
-    assert_eq!(engine.po_view(ACCOUNT, "PO-1").unwrap().lines[0].received, 2);
+    assert_eq!(
+        engine.po_view(ACCOUNT, "PO-1").unwrap().lines[0].received,
+        2
+    );
     let other = grn("GRN-1", "PO-1", vec![item("S1", serials(&["A3"]))]);
-    let err = engine.receive(ACCOUNT, &other, GrnMode::Commit).unwrap_err();
+    let err = engine
+        .receive(ACCOUNT, &other, GrnMode::Commit)
+        .unwrap_err();
     assert_eq!(err.code(), "GRN_EXISTS");
     // A rejected GRN id stays free.
     let rejected = grn("GRN-2", "PO-1", vec![item("S1", serials(&["A1"]))]);
     assert!(!commit(&engine, &rejected).is_committed());
-    assert!(commit(&engine, &grn("GRN-2", "PO-1", vec![item("S1", serials(&["A4"]))])).is_committed());
+    assert!(commit(
+        &engine,
+        &grn("GRN-2", "PO-1", vec![item("S1", serials(&["A4"]))])
+    )
+    .is_committed());
 }
 
 #[test]
@@ -277,16 +333,28 @@ fn request_level_errors_are_clear() {
     let (_dir, engine) = type2(WritePath::Wal);
     po(&engine, "PO-1", &[("S1", 10)]);
     let payload = grn("GRN-1", "PO-1", vec![item("S1", serials(&["A1"]))]);
-    let err = engine.receive("nobody", &payload, GrnMode::Commit).unwrap_err();
+    let err = engine
+        .receive("nobody", &payload, GrnMode::Commit)
+        .unwrap_err();
     assert_eq!(err.code(), "UNKNOWN_ACCOUNT");
-    let err = engine.receive("bad id!", &payload, GrnMode::Commit).unwrap_err();
+    let err = engine
+        .receive("bad id!", &payload, GrnMode::Commit)
+        .unwrap_err();
     assert_eq!(err.code(), "ERR");
     let err = engine
-        .receive(ACCOUNT, &grn("GRN-1", "PO-404", vec![item("S1", serials(&["A1"]))]), GrnMode::Commit)
+        .receive(
+            ACCOUNT,
+            &grn("GRN-1", "PO-404", vec![item("S1", serials(&["A1"]))]),
+            GrnMode::Commit,
+        )
         .unwrap_err();
     assert_eq!(err.code(), "UNKNOWN_PO");
     let err = engine
-        .receive(ACCOUNT, &grn("", "PO-1", vec![item("S1", serials(&["A1"]))]), GrnMode::Commit)
+        .receive(
+            ACCOUNT,
+            &grn("", "PO-1", vec![item("S1", serials(&["A1"]))]),
+            GrnMode::Commit,
+        )
         .unwrap_err();
     assert_eq!(err.code(), "ERR");
 }
@@ -299,9 +367,17 @@ fn grn_unit_limit_is_enforced_one_past_the_edge() {
     let engine = serialgate::Engine::open(dir.path(), config).unwrap();
     setup_type2(&engine);
     po(&engine, "PO-1", &[("S1", 10), ("P1", 10)]);
-    let at_limit = grn("G1", "PO-1", vec![item("S1", serials(&["A1", "A2", "A3"])), plain("P1", 2)]);
+    let at_limit = grn(
+        "G1",
+        "PO-1",
+        vec![item("S1", serials(&["A1", "A2", "A3"])), plain("P1", 2)],
+    );
     assert!(commit(&engine, &at_limit).is_committed());
-    let past = grn("G2", "PO-1", vec![item("S1", serials(&["B1", "B2", "B3"])), plain("P1", 3)]);
+    let past = grn(
+        "G2",
+        "PO-1",
+        vec![item("S1", serials(&["B1", "B2", "B3"])), plain("P1", 3)],
+    );
     let err = engine.receive(ACCOUNT, &past, GrnMode::Commit).unwrap_err();
     assert_eq!(err.code(), "LIMIT");
 }
@@ -311,7 +387,10 @@ fn auto_grn_is_refused_for_types_without_it() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path(), WritePath::Wal);
     engine
-        .create_account(ACCOUNT, serialgate::AccountOptions::new(serialgate::domain::UsnType::SellerOnPo))
+        .create_account(
+            ACCOUNT,
+            serialgate::AccountOptions::new(serialgate::domain::UsnType::SellerOnPo),
+        )
         .unwrap();
     let reply = engine
         .receive(ACCOUNT, &grn("G1", "PO-1", vec![]), GrnMode::Auto)

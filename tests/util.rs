@@ -127,8 +127,11 @@ pub fn codes(reply: &GrnReply) -> Vec<(String, OutcomeCode)> {
 }
 
 pub fn state_of(engine: &Engine, serial: &str) -> Option<String> {
-    engine
-        .serial(ACCOUNT, serial.as_bytes())
-        .unwrap()
-        .map(|v| serde_json::to_value(v.state).unwrap().as_str().unwrap().to_string())
+    engine.serial(ACCOUNT, serial.as_bytes()).unwrap().map(|v| {
+        serde_json::to_value(v.state)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    })
 }

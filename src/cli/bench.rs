@@ -103,7 +103,12 @@ fn grn_payload(grn_id: String, reference: String, serials: SerialList) -> GrnPay
     }
 }
 
-fn create_po(engine: &Engine, account: &str, reference: &str, quantity: usize) -> anyhow::Result<()> {
+fn create_po(
+    engine: &Engine,
+    account: &str,
+    reference: &str,
+    quantity: usize,
+) -> anyhow::Result<()> {
     match engine.create_po(account, po_payload(reference, quantity))? {
         PoReply::Created { .. } => Ok(()),
         other => bail!("PO {reference} was not created: {other:?}"),
@@ -115,7 +120,10 @@ fn rate(serials: usize, elapsed: Duration) -> f64 {
 }
 
 fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
-    ensure!((0.0..=50.0).contains(&args.dup_pct), "--dup-pct must be 0-50");
+    ensure!(
+        (0.0..=50.0).contains(&args.dup_pct),
+        "--dup-pct must be 0-50"
+    );
     let temp;
     let root = match &args.data {
         Some(dir) => dir.clone(),
@@ -128,7 +136,10 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
     let engine = Engine::open(&engine_dir, EngineConfig::default())
         .with_context(|| format!("opening {}", engine_dir.display()))?;
     // A fresh account per run, so a data directory can hold several runs.
-    let account = format!("bench-{}", std::process::id() as u64 * 1_000_003 + args.seed);
+    let account = format!(
+        "bench-{}",
+        std::process::id() as u64 * 1_000_003 + args.seed
+    );
     engine.create_account(&account, AccountOptions::new(UsnType::SellerAtGrn))?;
     engine.set_skus(&account, SkuKind::Serialized, &[SKU.to_string()])?;
 
@@ -152,7 +163,11 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
         let serials = workload::serials(args.seed, k, n);
         let payload = grn_payload(format!("GRN-PRE-{k}"), reference, serials);
         let reply = engine.receive(&account, &payload, GrnMode::Auto)?;
-        ensure!(reply.is_committed(), "preload GRN {k} failed: {:?}", reply.errors().first());
+        ensure!(
+            reply.is_committed(),
+            "preload GRN {k} failed: {:?}",
+            reply.errors().first()
+        );
         if keep_preload {
             preloaded.extend(payload.items.into_iter().filter_map(|i| i.serials));
         }
@@ -190,9 +205,13 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
             }
             GrnReply::Rejected { errors, .. } => {
                 ensure!(
-                    errors.iter().all(|e| e.code == OutcomeCode::AlreadyInwarded),
+                    errors
+                        .iter()
+                        .all(|e| e.code == OutcomeCode::AlreadyInwarded),
                     "unexpected rejection: {:?}",
-                    errors.iter().find(|e| e.code != OutcomeCode::AlreadyInwarded)
+                    errors
+                        .iter()
+                        .find(|e| e.code != OutcomeCode::AlreadyInwarded)
                 );
                 ensure!(
                     errors.len() == injected.len(),
@@ -218,7 +237,11 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
                 let started = Instant::now();
                 let reply = engine.receive(&account, &retry, GrnMode::Commit)?;
                 busy += started.elapsed();
-                ensure!(reply.is_committed(), "resubmitted GRN {k} failed: {:?}", reply.errors().first());
+                ensure!(
+                    reply.is_committed(),
+                    "resubmitted GRN {k} failed: {:?}",
+                    reply.errors().first()
+                );
                 committed_serials += kept;
             }
             GrnReply::Valid { .. } => bail!("commit answered as a check"),
@@ -238,9 +261,16 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
     if args.dup_pct > 0.0 {
         println!(
             "duplicates: {injected_total} injected, {reported_total} reported{}",
-            if injected_total == reported_total { " (all)" } else { " (MISMATCH)" }
+            if injected_total == reported_total {
+                " (all)"
+            } else {
+                " (MISMATCH)"
+            }
         );
-        ensure!(injected_total == reported_total, "not every duplicate was reported");
+        ensure!(
+            injected_total == reported_total,
+            "not every duplicate was reported"
+        );
     }
 
     let stats = engine.stats();
@@ -281,14 +311,22 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
             baseline.as_secs_f64(),
             baseline_rate
         );
-        println!("ratio engine/baseline: {:.2}x", serials_per_s / baseline_rate);
+        println!(
+            "ratio engine/baseline: {:.2}x",
+            serials_per_s / baseline_rate
+        );
     }
     Ok(())
 }
 
 /// Replaces `dup_pct`% of `serials` with distinct already-received serials; returns the
 /// positions replaced.
-fn inject_duplicates(serials: &mut SerialList, preloaded: &[SerialList], dup_pct: f64, batch: u64) -> Vec<usize> {
+fn inject_duplicates(
+    serials: &mut SerialList,
+    preloaded: &[SerialList],
+    dup_pct: f64,
+    batch: u64,
+) -> Vec<usize> {
     let wanted = ((serials.len() as f64) * dup_pct / 100.0).round() as usize;
     let available: usize = preloaded.iter().map(SerialList::len).sum();
     let count = wanted.min(available);

@@ -170,6 +170,12 @@ fn fingerprint(payload: &GrnPayload, mode: GrnMode) -> [u8; 16] {
             None => h.update(&[0]),
         };
     };
+    // A check of a request is the same request as its commit.
+    let mode = if mode == GrnMode::Check {
+        GrnMode::Commit
+    } else {
+        mode
+    };
     h.update(&[mode as u8]);
     text(&mut h, Some(&payload.reference_code));
     text(&mut h, payload.invoice_number.as_deref());
@@ -210,7 +216,11 @@ pub(super) fn receive(
     check_name("referenceCode", &payload.reference_code)?;
     let mut declared_units: u64 = 0;
     for (i, item) in payload.items.iter().enumerate() {
-        for (what, value) in [("bin", &item.bin), ("qcReason", &item.qc_reason), ("sku", &item.sku)] {
+        for (what, value) in [
+            ("bin", &item.bin),
+            ("qcReason", &item.qc_reason),
+            ("sku", &item.sku),
+        ] {
             if let Some(value) = value {
                 check_name(&format!("items[{i}].{what}"), value)?;
             }
@@ -228,8 +238,8 @@ pub(super) fn receive(
                 "items[{i}]: quantity must be at least 1"
             )));
         }
-        declared_units = declared_units
-            .saturating_add(item.quantity.unwrap_or(item.serial_count() as u64));
+        declared_units =
+            declared_units.saturating_add(item.quantity.unwrap_or(item.serial_count() as u64));
     }
     let units_max = engine.config.grn_units_max;
     if declared_units > units_max {
@@ -238,7 +248,9 @@ pub(super) fn receive(
         )));
     }
     if payload.items.is_empty() && mode != GrnMode::Auto {
-        return Err(EngineError::BadRequest("a GRN needs at least one item".into()));
+        return Err(EngineError::BadRequest(
+            "a GRN needs at least one item".into(),
+        ));
     }
 
     let slot = engine.slot(account)?;
@@ -486,7 +498,11 @@ fn confirm_hits(
     Ok(reused)
 }
 
-fn resolve_skus(engine: &Engine, account: u32, items: &[GrnItem]) -> Result<Vec<Option<SkuRecord>>> {
+fn resolve_skus(
+    engine: &Engine,
+    account: u32,
+    items: &[GrnItem],
+) -> Result<Vec<Option<SkuRecord>>> {
     let mut cache: HashMap<&str, Option<SkuRecord>> = HashMap::new();
     items
         .iter()
@@ -504,7 +520,12 @@ fn resolve_skus(engine: &Engine, account: u32, items: &[GrnItem]) -> Result<Vec<
         .collect()
 }
 
-fn check_items(units: &Units<'_>, skus: &[Option<SkuRecord>], po: &PoRecord, verdicts: &mut Verdicts) {
+fn check_items(
+    units: &Units<'_>,
+    skus: &[Option<SkuRecord>],
+    po: &PoRecord,
+    verdicts: &mut Verdicts,
+) {
     for (i, item) in units.items.iter().enumerate() {
         let name = item.sku.as_deref().unwrap_or("");
         let Some(sku) = &skus[i] else {
@@ -579,10 +600,10 @@ fn allocate(
             continue;
         }
         let range = units.range(i);
-        let wanted = if range.is_empty() {
-            match (sku.kind, item.quantity) {
+        if range.is_empty() {
+            let wanted = match (sku.kind, item.quantity) {
                 (SkuKind::Plain, Some(q)) => q,
-                (SkuKind::Plain, None) if auto => 0,
+                (SkuKind::Plain, None) if auto => continue,
                 (SkuKind::Plain, None) => {
                     verdicts.item_errors.push(UnitError {
                         serial: None,
@@ -593,43 +614,58 @@ fn allocate(
                     continue;
                 }
                 (SkuKind::Serialized, _) => continue,
+            };
+            let mut left = wanted;
+            for &line in &lines {
+                let take = left.min(capacity[line]);
+                if take > 0 {
+                    capacity[line] -= take;
+                    left -= take;
+                    plain.push((line, take));
+                }
             }
-        } else {
-            u64::from(range.end - range.start)
-        };
-        let mut next = range.start;
-        let mut left = wanted;
-        for &line in &lines {
-            let take = left.min(capacity[line]);
-            if take == 0 {
-                continue;
-            }
-            capacity[line] -= take;
-            left -= take;
-            if range.is_empty() {
-                plain.push((line, take));
-            } else {
-                spans.push((next, next + take as u32, line));
-                next += take as u32;
-            }
-        }
-        if left > 0 {
-            let detail = format!(
-                "{left} of {wanted} units are past what PO {:?} still allows for SKU {:?}",
-                po.reference_code,
-                item.sku.as_deref().unwrap_or("")
-            );
-            if range.is_empty() {
+            if left > 0 {
                 verdicts.item_errors.push(UnitError {
                     serial: None,
                     sku: item.sku.clone(),
                     code: OutcomeCode::QuantityExceeded,
-                    detail: Some(detail),
+                    detail: Some(exceeded_detail(po, item, left, wanted)),
                 });
-            } else {
-                for unit in next..range.end {
-                    verdicts.fail(unit, OutcomeCode::QuantityExceeded, Some(detail.clone()));
-                }
+            }
+            continue;
+        }
+        // Only units that passed every other check take room on a line: once those are
+        // fixed or removed, the units reported here are exactly the ones with no room.
+        let mut overflow = Vec::new();
+        let mut line_at = 0;
+        // Spans never cross items: each item has its own attributes (condition, bin, …).
+        let item_spans_from = spans.len();
+        for unit in range {
+            if verdicts.codes[unit as usize].is_some() {
+                continue;
+            }
+            while line_at < lines.len() && capacity[lines[line_at]] == 0 {
+                line_at += 1;
+            }
+            let Some(&line) = lines.get(line_at) else {
+                overflow.push(unit);
+                continue;
+            };
+            capacity[line] -= 1;
+            match spans[item_spans_from..].last_mut() {
+                Some((_, end, span_line)) if *end == unit && *span_line == line => *end += 1,
+                _ => spans.push((unit, unit + 1, line)),
+            }
+        }
+        if !overflow.is_empty() {
+            let detail = exceeded_detail(
+                po,
+                item,
+                overflow.len() as u64,
+                u64::from(units.range(i).len() as u32),
+            );
+            for unit in overflow {
+                verdicts.fail(unit, OutcomeCode::QuantityExceeded, Some(detail.clone()));
             }
         }
     }
@@ -655,6 +691,14 @@ fn allocate(
         }
     }
     (spans, plain)
+}
+
+fn exceeded_detail(po: &PoRecord, item: &GrnItem, over: u64, given: u64) -> String {
+    format!(
+        "{over} of {given} units are past what PO {:?} still allows for SKU {:?}",
+        po.reference_code,
+        item.sku.as_deref().unwrap_or("")
+    )
 }
 
 /// The kind of each PO line's SKU, as registered now.
@@ -751,7 +795,12 @@ struct GrnRuns<'a> {
 }
 
 impl<'a> GrnRuns<'a> {
-    fn new(account: u32, keyed: &'a [(u64, u32)], units: &'a Units<'a>, values: &'a Values) -> Self {
+    fn new(
+        account: u32,
+        keyed: &'a [(u64, u32)],
+        units: &'a Units<'a>,
+        values: &'a Values,
+    ) -> Self {
         let threads = rayon::current_num_threads().max(1);
         let runs = keyed.len().div_ceil(RUN_ENTRIES_MIN).clamp(1, threads);
         let bounds = (0..=runs).map(|i| i * keyed.len() / runs).collect();

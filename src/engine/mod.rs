@@ -201,7 +201,10 @@ impl Engine {
             "prefilter loaded"
         );
         let mut last_account_id = 0;
-        let (start, end) = (vec![keys::TAG_ACCOUNT_NAME], vec![keys::TAG_ACCOUNT_NAME + 1]);
+        let (start, end) = (
+            vec![keys::TAG_ACCOUNT_NAME],
+            vec![keys::TAG_ACCOUNT_NAME + 1],
+        );
         store.scan(&start, &end, &mut |key, _| {
             if let Some(id) = key.get(1..5).and_then(|b| b.try_into().ok()) {
                 last_account_id = last_account_id.max(u32::from_be_bytes(id));
@@ -280,12 +283,11 @@ impl Engine {
             ));
         }
         let mut last_id = self.account_create.lock();
-        let existing: Option<AccountRecord> = self.get_decoded(&keys::account(name))?;
-        if let Some(mut record) = existing {
+        if self.store.get(&keys::account(name))?.is_some() {
             let slot = self.slot(name)?;
             let _guard = slot.lock.lock();
-            // Re-read under the account lock: a PO may have been created meanwhile.
-            record = self.account_record(name)?;
+            // Read under the account lock: a PO may be being created meanwhile.
+            let mut record = self.account_record(name)?;
             if record.usn_type != options.usn_type && record.po_count > 0 {
                 return Err(EngineError::BadRequest(format!(
                     "account {name:?} has {} POs; its USN type can no longer change",
@@ -657,8 +659,7 @@ pub struct SerialView {
 }
 
 pub(crate) fn format_ms(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string()
+    humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
 
 /// Resolves ids to names for a batch of serial views, reading each name once.
@@ -698,9 +699,10 @@ impl<'a> NameCache<'a> {
         }
         if !self.pos.contains_key(&id) {
             let po = match self.engine.store.get(&keys::po_ref(self.account, id))? {
-                Some(reference) => self
-                    .engine
-                    .get_decoded(&keys::po(self.account, &String::from_utf8_lossy(&reference)))?,
+                Some(reference) => self.engine.get_decoded(&keys::po(
+                    self.account,
+                    &String::from_utf8_lossy(&reference),
+                ))?,
                 None => None,
             };
             self.pos.insert(id, po);
@@ -744,7 +746,9 @@ impl<'a> NameCache<'a> {
                 condition: None,
             };
             match &event.kind {
-                EventKind::Expected { po } | EventKind::Generated { po } | EventKind::Cancelled { po } => {
+                EventKind::Expected { po }
+                | EventKind::Generated { po }
+                | EventKind::Cancelled { po } => {
                     view.event = match event.kind {
                         EventKind::Expected { .. } => "expected",
                         EventKind::Generated { .. } => "generated",

@@ -196,10 +196,10 @@ mod tests {
         let item: PoItem =
             serde_json::from_str(r#"{"lineItemNumber":12,"sku":"A","quantity":4}"#).unwrap();
         assert_eq!((item.line_item_number.as_str(), item.quantity), ("12", 4));
-        assert!(
-            serde_json::from_str::<PoItem>(r#"{"lineItemNumber":1,"sku":"A","quantity":"-1"}"#)
-                .is_err()
-        );
+        assert!(serde_json::from_str::<PoItem>(
+            r#"{"lineItemNumber":1,"sku":"A","quantity":"-1"}"#
+        )
+        .is_err());
         assert!(
             serde_json::from_str::<PoItem>(r#"{"lineItemNumber":1,"sku":"A","quantity":2.5}"#)
                 .is_err()

@@ -58,8 +58,7 @@ mod tests {
         // history len=1, at_ms = 0xFD + u64 LE, kind tag 2 (Inwarded), grn=2
         assert_eq!(
             hex(&bytes),
-            "0203010002000104412d3031000001fd0068e5cf8b01000002 02"
-                .replace(' ', "")
+            "0203010002000104412d3031000001fd0068e5cf8b01000002 02".replace(' ', "")
         );
         assert_eq!(decode::<SerialRecord>(&bytes).unwrap(), record);
     }

@@ -174,7 +174,10 @@ mod tests {
         assert_eq!(hex(&account_name(7)), "0200000007");
         assert_eq!(hex(&sku(7, "SODA01")), "1000000007534f44413031");
         assert_eq!(hex(&sku_name(7, 3)), "110000000700000003");
-        assert_eq!(hex(&po(7, "TestPo22232")), "200000000754657374506f3232323332");
+        assert_eq!(
+            hex(&po(7, "TestPo22232")),
+            "200000000754657374506f3232323332"
+        );
         assert_eq!(hex(&po_ref(7, 1)), "210000000700000001");
         assert_eq!(hex(&grn(7, "GRN-1")), "300000000747524e2d31");
         assert_eq!(hex(&grn_id(7, 2)), "310000000700000002");
@@ -192,15 +195,11 @@ mod tests {
     #[test]
     fn golden_serial_hash() {
         assert_eq!(
-            crate::serial::serial_hash(7, b"UK07812"),
-            crate::serial::serial_hash(7, b"UK07812")
-        );
-        assert_eq!(
             format!("{:016x}", crate::serial::serial_hash(7, b"UK07812")),
             GOLDEN_HASH_UK07812_ACCOUNT_7
         );
     }
-    const GOLDEN_HASH_UK07812_ACCOUNT_7: &str = "7e7a80d2e1e2b9a0";
+    const GOLDEN_HASH_UK07812_ACCOUNT_7: &str = "f874c0909845f970";
 
     #[test]
     fn metadata_sorts_below_serials() {

@@ -47,7 +47,8 @@ impl Commit<'_> {
     }
 
     pub fn bulk_len(&self) -> usize {
-        self.runs.map_or(0, |r| (0..r.run_count()).map(|i| r.run_len(i)).sum())
+        self.runs
+            .map_or(0, |r| (0..r.run_count()).map(|i| r.run_len(i)).sum())
     }
 }
 

@@ -99,7 +99,7 @@ impl RocksStore {
         opts.set_optimize_filters_for_hits(true);
         opts.set_block_based_table_factory(&table_options(Some(&cache)));
 
-        let db = DB::open(&opts, path).map_err(io)?;
+        let db = DB::open_cf(&opts, path, [rocksdb::DEFAULT_COLUMN_FAMILY_NAME]).map_err(io)?;
 
         let mut sst_options = Options::default();
         sst_options.set_compression_type(DBCompressionType::None);
@@ -138,7 +138,11 @@ impl RocksStore {
         self.db.write_opt(batch, &write_options).map_err(io)
     }
 
-    fn write_sst(&self, path: &Path, emit: &mut dyn FnMut(&mut EntrySink<'_>) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn write_sst(
+        &self,
+        path: &Path,
+        emit: &mut dyn FnMut(&mut EntrySink<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut writer = SstFileWriter::create(&self.sst_options);
         writer.open(path).map_err(io)?;
         emit(&mut |key, value| writer.put(key, value).map_err(io))?;
@@ -209,7 +213,10 @@ impl Store for RocksStore {
     }
 
     fn multi_get_sorted(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let cf = self.db.default_column_family();
+        let cf = self
+            .db
+            .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .ok_or_else(|| StoreError::Corrupt("default column family missing".into()))?;
         self.db
             .batched_multi_get_cf(&cf, keys.iter(), true)
             .into_iter()
