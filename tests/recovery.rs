@@ -21,7 +21,7 @@ fn reopen_keeps_everything_acknowledged() {
             assert!(commit(&engine, &payload).is_committed());
         }
         let engine = open(dir.path(), path);
-        assert_eq!(engine.stats().prefilter_serials, 3000, "{path:?}");
+        assert_eq!(engine.stats().prefilter_fingerprints, 3000, "{path:?}");
         assert_eq!(state_of(&engine, "KEEP01234").as_deref(), Some("inwarded"));
         let view = engine.po_view(ACCOUNT, "PO-1").unwrap();
         assert_eq!((view.lines[0].received, view.lines[1].received), (3000, 7));

@@ -204,25 +204,30 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
                 committed_serials += n;
             }
             GrnReply::Rejected { errors, .. } => {
+                // Duplicates are ALREADY_INWARDED; because they take no room on the line,
+                // auto-GRN also reports the line as not covered (one SERIALS_REQUIRED).
+                let (duplicates, others): (Vec<_>, Vec<_>) = errors
+                    .iter()
+                    .partition(|e| e.code == OutcomeCode::AlreadyInwarded);
                 ensure!(
-                    errors
+                    others
                         .iter()
-                        .all(|e| e.code == OutcomeCode::AlreadyInwarded),
+                        .all(|e| e.code == OutcomeCode::SerialsRequired && e.serial.is_none()),
                     "unexpected rejection: {:?}",
-                    errors
-                        .iter()
-                        .find(|e| e.code != OutcomeCode::AlreadyInwarded)
+                    others.first()
                 );
                 ensure!(
-                    errors.len() == injected.len(),
+                    duplicates.len() == injected.len(),
                     "GRN {k}: {} duplicates injected, {} reported",
                     injected.len(),
-                    errors.len()
+                    duplicates.len()
                 );
-                reported_total += errors.len();
+                reported_total += duplicates.len();
                 // Resubmit without the rejected units, as an ingestion job does.
-                let rejected: std::collections::HashSet<&str> =
-                    errors.iter().filter_map(|e| e.serial.as_deref()).collect();
+                let rejected: std::collections::HashSet<&str> = duplicates
+                    .iter()
+                    .filter_map(|e| e.serial.as_deref())
+                    .collect();
                 let clean: SerialList = payload.items[0]
                     .serials
                     .as_ref()
@@ -274,10 +279,10 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
     }
 
     let stats = engine.stats();
-    let stored = stats.prefilter_serials.max(1);
+    let stored = stats.prefilter_fingerprints.max(1);
     println!(
         "prefilter: {} serials, {:.1} MiB, {:.2} bytes/serial",
-        stats.prefilter_serials,
+        stats.prefilter_fingerprints,
         stats.prefilter_bytes as f64 / (1 << 20) as f64,
         stats.prefilter_bytes as f64 / stored as f64
     );
@@ -295,9 +300,11 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
     let loaded = engine.stats();
     println!(
         "reopen: prefilter of {} serials loaded in {:.2} s ({:.3} s per million)",
-        loaded.prefilter_serials,
+        loaded.prefilter_fingerprints,
         loaded.prefilter_load_ms as f64 / 1000.0,
-        loaded.prefilter_load_ms as f64 / 1000.0 / (loaded.prefilter_serials.max(1) as f64 / 1e6)
+        loaded.prefilter_load_ms as f64
+            / 1000.0
+            / (loaded.prefilter_fingerprints.max(1) as f64 / 1e6)
     );
     println!("reopen total: {:.2} s", reopen.as_secs_f64());
     drop(engine);

@@ -8,6 +8,7 @@
 //! A unit carries at most one outcome code: the first step that fails it decides.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3Default;
@@ -24,8 +25,10 @@ use crate::store::{codec, keys, Commit, EntrySink, SortedRuns, StoreError};
 
 /// Serials per stored list chunk (`keys::list_chunk`).
 pub const LIST_CHUNK_SERIALS: usize = 65_536;
-/// Keys per batched confirming read.
-const CONFIRM_BATCH_KEYS: usize = 16_384;
+/// Most keys per batched confirming read.
+const CONFIRM_BATCH_KEYS: usize = 2_048;
+/// Threads issuing confirming reads at once (I/O depth, not CPU parallelism).
+const CONFIRM_READERS: usize = 16;
 /// Entries per SST run below which a bulk commit is not split further.
 const RUN_ENTRIES_MIN: usize = 250_000;
 
@@ -305,10 +308,13 @@ pub(super) fn receive(
     };
 
     // Syntax and hash, in parallel; `keyed` holds (hash, unit) of every well-formed serial.
+    let started = Instant::now();
     let mut keyed = hash_units(&units, slot.id, &mut verdicts);
+    let hashed = started.elapsed();
 
     // Sort by hash = key order; equal hashes are resolved by serial bytes.
     keyed.par_sort_unstable();
+    let sorted = started.elapsed();
     mark_duplicates(&mut keyed, &units, &mut verdicts);
 
     // Prefilter, then confirm its hits against storage.
@@ -316,7 +322,9 @@ pub(super) fn receive(
     engine
         .prefilter
         .probe_sorted(&keyed, |entry| entry.0, &mut maybe);
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "probed");
     let reused = confirm_hits(engine, slot.id, &keyed, &maybe, &units, &mut verdicts)?;
+    let confirmed = started.elapsed();
     drop(maybe);
 
     // Item rules and quantities.
@@ -343,6 +351,15 @@ pub(super) fn receive(
         )));
     }
     if !verdicts.is_clean() {
+        tracing::debug!(
+            grn = %payload.grn_id,
+            serials = keyed.len(),
+            hash_ms = hashed.as_millis() as u64,
+            sort_ms = (sorted - hashed).as_millis() as u64,
+            probe_confirm_ms = (confirmed - sorted).as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "GRN rejected"
+        );
         return Ok(GrnReply::Rejected {
             grn_id: payload.grn_id.clone(),
             errors: verdicts.into_errors(&units),
@@ -356,6 +373,7 @@ pub(super) fn receive(
     }
 
     // Commit.
+    let validated = started.elapsed();
     let now = now_ms();
     account_record.last_grn_seq += 1;
     let seq = account_record.last_grn_seq;
@@ -391,11 +409,29 @@ pub(super) fn receive(
     ];
     puts.extend(list_chunks(slot.id, seq, &units));
     let runs = GrnRuns::new(slot.id, &keyed, &units, &values);
-    engine.store.commit(Commit {
-        puts,
-        runs: Some(&runs),
-    })?;
-    engine.prefilter.insert_sorted(&keyed, |entry| entry.0);
+    // The prefilter is filled while the commit is written: if the commit fails, the extra
+    // fingerprints are harmless (the prefilter only has to be a superset of what is stored).
+    let (stored, ()) = rayon::join(
+        || {
+            engine.store.commit(Commit {
+                puts,
+                runs: Some(&runs),
+            })
+        },
+        || engine.prefilter.insert_sorted(&keyed, |entry| entry.0),
+    );
+    stored?;
+    let committed = started.elapsed();
+    tracing::debug!(
+        grn = %payload.grn_id,
+        serials = keyed.len(),
+        hash_ms = hashed.as_millis() as u64,
+        sort_ms = (sorted - hashed).as_millis() as u64,
+        probe_confirm_ms = (confirmed - sorted).as_millis() as u64,
+        rules_ms = (validated - confirmed).as_millis() as u64,
+        commit_ms = (committed - validated).as_millis() as u64,
+        "GRN committed"
+    );
     Ok(GrnReply::Committed {
         grn_id: payload.grn_id.clone(),
         units: total_units,
@@ -477,20 +513,55 @@ fn confirm_hits(
         .filter(|(_, m)| **m)
         .map(|(entry, _)| *entry)
         .collect();
-    let mut reused = HashMap::new();
-    for batch in hits.chunks(CONFIRM_BATCH_KEYS) {
+    // Confirming reads are latency-bound (they often miss the page cache: ingested files
+    // are written past it), so batches are read by up to CONFIRM_READERS threads at once
+    // rather than on the CPU pool. Verdicts are applied in order afterwards.
+    let read_batch = |batch: &[(u64, u32)]| -> Result<Vec<(u32, Vec<u8>)>> {
         let batch_keys: Vec<Vec<u8>> = batch
             .iter()
             .map(|(hash, unit)| keys::serial(account, *hash, units.serial(*unit)))
             .collect();
         let values = engine.store.multi_get_sorted(&batch_keys)?;
-        for ((_, unit), value) in batch.iter().zip(values) {
-            let Some(bytes) = value else { continue };
+        Ok(batch
+            .iter()
+            .zip(values)
+            .filter_map(|((_, unit), value)| Some((*unit, value?)))
+            .collect())
+    };
+    let batch_len = hits
+        .len()
+        .div_ceil(CONFIRM_READERS)
+        .clamp(1, CONFIRM_BATCH_KEYS);
+    let found: Vec<Result<Vec<(u32, Vec<u8>)>>> = if hits.len() <= batch_len {
+        vec![read_batch(&hits)]
+    } else {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let batches: Vec<&[(u64, u32)]> = hits.chunks(batch_len).collect();
+        let mut results: Vec<Option<Result<Vec<(u32, Vec<u8>)>>>> =
+            (0..batches.len()).map(|_| None).collect();
+        let slots: Vec<parking_lot::Mutex<&mut Option<_>>> =
+            results.iter_mut().map(parking_lot::Mutex::new).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..CONFIRM_READERS.min(batches.len()) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(batch) = batches.get(i) else { break };
+                    **slots[i].lock() = Some(read_batch(batch));
+                });
+            }
+        });
+        drop(slots);
+        results.into_iter().flatten().collect()
+    };
+    tracing::debug!(hits = hits.len(), "confirmed");
+    let mut reused = HashMap::new();
+    for batch in found {
+        for (unit, bytes) in batch? {
             let record: SerialRecord = codec::decode(&bytes)?;
             match rules::seller_serial_conflict(&record) {
-                Some((code, detail)) => verdicts.fail(*unit, code, Some(detail.to_string())),
+                Some((code, detail)) => verdicts.fail(unit, code, Some(detail.to_string())),
                 None => {
-                    reused.insert(*unit, record);
+                    reused.insert(unit, record);
                 }
             }
         }

@@ -131,7 +131,7 @@ struct AccountSlot {
 /// Figures for INFO and the benchmarks.
 #[derive(Debug, Clone, Serialize)]
 pub struct EngineStats {
-    pub prefilter_serials: usize,
+    pub prefilter_fingerprints: usize,
     pub prefilter_bytes: usize,
     pub prefilter_load_ms: u64,
     #[serde(skip)]
@@ -227,7 +227,7 @@ impl Engine {
 
     pub fn stats(&self) -> EngineStats {
         EngineStats {
-            prefilter_serials: self.prefilter.len(),
+            prefilter_fingerprints: self.prefilter.len(),
             prefilter_bytes: self.prefilter.bytes(),
             prefilter_load_ms: self.prefilter_load_ms,
             store: self.store.stats(),
