@@ -279,9 +279,9 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
     }
 
     let stats = engine.stats();
-    let stored = stats.prefilter_fingerprints.max(1);
+    let stored = (args.preload + committed_serials).max(1);
     println!(
-        "prefilter: {} serials, {:.1} MiB, {:.2} bytes/serial",
+        "prefilter: {stored} serials as {} distinct fingerprints, {:.1} MiB, {:.2} bytes/serial",
         stats.prefilter_fingerprints,
         stats.prefilter_bytes as f64 / (1 << 20) as f64,
         stats.prefilter_bytes as f64 / stored as f64
@@ -299,12 +299,9 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
     let reopen = reopen_started.elapsed();
     let loaded = engine.stats();
     println!(
-        "reopen: prefilter of {} serials loaded in {:.2} s ({:.3} s per million)",
-        loaded.prefilter_fingerprints,
+        "reopen: prefilter of {stored} serials loaded in {:.2} s ({:.3} s per million)",
         loaded.prefilter_load_ms as f64 / 1000.0,
-        loaded.prefilter_load_ms as f64
-            / 1000.0
-            / (loaded.prefilter_fingerprints.max(1) as f64 / 1e6)
+        loaded.prefilter_load_ms as f64 / 1000.0 / (stored as f64 / 1e6)
     );
     println!("reopen total: {:.2} s", reopen.as_secs_f64());
     drop(engine);

@@ -475,8 +475,7 @@ fn mark_duplicates(keyed: &mut Vec<(u64, u32)>, units: &Units<'_>, verdicts: &mu
             let run = &mut keyed[i..j];
             run.sort_by(|a, b| units.serial(a.1).cmp(units.serial(b.1)).then(a.1.cmp(&b.1)));
             let mut first = run[0].1;
-            for k in 1..run.len() {
-                let unit = run[k].1;
+            for &(_, unit) in &run[1..] {
                 if units.serial(unit) == units.serial(first) {
                     repeats.insert(unit);
                     verdicts.fail(
@@ -516,7 +515,8 @@ fn confirm_hits(
     // Confirming reads are latency-bound (they often miss the page cache: ingested files
     // are written past it), so batches are read by up to CONFIRM_READERS threads at once
     // rather than on the CPU pool. Verdicts are applied in order afterwards.
-    let read_batch = |batch: &[(u64, u32)]| -> Result<Vec<(u32, Vec<u8>)>> {
+    type Found = Result<Vec<(u32, Vec<u8>)>>;
+    let read_batch = |batch: &[(u64, u32)]| -> Found {
         let batch_keys: Vec<Vec<u8>> = batch
             .iter()
             .map(|(hash, unit)| keys::serial(account, *hash, units.serial(*unit)))
@@ -532,13 +532,12 @@ fn confirm_hits(
         .len()
         .div_ceil(CONFIRM_READERS)
         .clamp(1, CONFIRM_BATCH_KEYS);
-    let found: Vec<Result<Vec<(u32, Vec<u8>)>>> = if hits.len() <= batch_len {
+    let found: Vec<Found> = if hits.len() <= batch_len {
         vec![read_batch(&hits)]
     } else {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let batches: Vec<&[(u64, u32)]> = hits.chunks(batch_len).collect();
-        let mut results: Vec<Option<Result<Vec<(u32, Vec<u8>)>>>> =
-            (0..batches.len()).map(|_| None).collect();
+        let mut results: Vec<Option<Found>> = (0..batches.len()).map(|_| None).collect();
         let slots: Vec<parking_lot::Mutex<&mut Option<_>>> =
             results.iter_mut().map(parking_lot::Mutex::new).collect();
         std::thread::scope(|scope| {
