@@ -8,6 +8,7 @@
 //! `WriteBatch` (RocksDB groups concurrent synced writers into one WAL fsync).
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,6 +19,9 @@ use rocksdb::{
 };
 
 use super::{Commit, EntrySink, SortedRuns, Store, StoreError, StoreStats};
+
+/// Read size when reading a freshly written SST file back into the page cache.
+const READ_BACK_CHUNK_BYTES: usize = 1 << 20;
 
 /// Tuning of the RocksDB backend.
 #[derive(Debug, Clone)]
@@ -151,7 +155,17 @@ impl RocksStore {
         let mut writer = SstFileWriter::create(&self.sst_options);
         writer.open(path).map_err(io)?;
         emit(&mut |key, value| writer.put(key, value).map_err(io))?;
-        writer.finish().map_err(io)
+        writer.finish().map_err(io)?;
+        // SstFileWriter drops the file it writes from the OS page cache (every 1 MiB and at
+        // close; the C API cannot turn that off). Serials received by recent GRNs would then
+        // be confirmed from the disk: with 1 % duplicates that tripled the cost of a rejected
+        // pass (docs/BENCHMARKS.md). Reading the file back once, sequentially, keeps it hot;
+        // ingestion hard-links it, so the DB's file shares these pages. Best effort.
+        if let Ok(mut file) = fs::File::open(path) {
+            let mut buf = vec![0u8; READ_BACK_CHUNK_BYTES];
+            while matches!(file.read(&mut buf), Ok(n) if n > 0) {}
+        }
+        Ok(())
     }
 
     fn ingest(&self, commit: &Commit<'_>, runs: &dyn SortedRuns) -> Result<(), StoreError> {
