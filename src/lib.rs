@@ -12,7 +12,9 @@ pub mod domain;
 pub mod engine;
 pub mod outcome;
 pub mod prefilter;
+pub mod protocol;
 pub mod serial;
+pub mod server;
 pub mod store;
 pub mod workload;
 

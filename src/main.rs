@@ -18,6 +18,8 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the engine over the RESP line protocol (redis-cli and Redis clients work).
+    Serve(cli::serve::ServeArgs),
     /// Measure the engine on its real path (embedded RocksDB, durable commits).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -26,11 +28,12 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     match Args::parse().command {
+        Command::Serve(args) => cli::serve::run(args),
         Command::Bench(command) => cli::bench::run(command),
     }
 }

@@ -2,3 +2,4 @@
 //! workflow rules of its own.
 
 pub mod bench;
+pub mod serve;

@@ -1,0 +1,431 @@
+//! Commands: parse arguments, call the engine, shape the reply (CONTRACT §3).
+//!
+//! Connection-level commands (PING, AUTH, HELLO, …) answer inline; engine commands run on
+//! the blocking pool so a ten-million-serial GRN never stalls other connections.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{constant_time_eq, Counters, Shared};
+use crate::domain::{SkuKind, UsnType};
+use crate::engine::{AccountOptions, EngineError, GrnMode, GrnPayload, PoPayload};
+use crate::outcome::GrnReply;
+use crate::protocol::{Args, Reply};
+
+/// What the connection does after a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Close,
+}
+
+/// Per-connection state.
+#[derive(Debug)]
+pub struct Session {
+    authenticated: bool,
+    name: Option<Vec<u8>>,
+}
+
+impl Session {
+    pub fn new(authenticated: bool) -> Self {
+        Self {
+            authenticated,
+            name: None,
+        }
+    }
+}
+
+fn wrong_arity(name: &str) -> Reply {
+    Reply::error(
+        "ERR",
+        format!(
+            "wrong number of arguments for '{}' command",
+            name.to_lowercase()
+        ),
+    )
+}
+
+fn text(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).into_owned()
+}
+
+fn engine_error(e: EngineError) -> Reply {
+    Reply::error(e.code(), e.to_string())
+}
+
+fn json(value: &impl Serialize) -> Reply {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => Reply::Bulk(bytes),
+        Err(e) => Reply::error("ERR", format!("reply encoding failed: {e}")),
+    }
+}
+
+pub async fn execute(shared: &Arc<Shared>, session: &mut Session, args: Args) -> (Reply, Flow) {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+    // Before authentication only these may run.
+    if !session.authenticated && !matches!(name.as_str(), "AUTH" | "HELLO" | "QUIT") {
+        return (
+            Reply::error("NOAUTH", "Authentication required."),
+            Flow::Continue,
+        );
+    }
+    let reply = match name.as_str() {
+        "PING" => match args.len() {
+            1 => Reply::Simple("PONG".into()),
+            2 => Reply::Bulk(args[1].clone()),
+            _ => wrong_arity(&name),
+        },
+        "ECHO" if args.len() == 2 => Reply::Bulk(args[1].clone()),
+        "QUIT" => return (Reply::ok(), Flow::Close),
+        "AUTH" => auth(shared, session, &args),
+        "HELLO" => hello(shared, session, &args),
+        "SELECT" if args.len() == 2 => {
+            if args[1] == b"0" {
+                Reply::ok()
+            } else {
+                Reply::error("ERR", "DB index is out of range")
+            }
+        }
+        "CLIENT" => client(session, &args),
+        "COMMAND" => Reply::Array(Vec::new()),
+        "INFO" => info(shared),
+        "ACCOUNT.CREATE" | "SKU.SET" | "PO.CREATE" | "PO.GET" | "GRN.CHECK" | "GRN.COMMIT"
+        | "GRN.AUTO" | "SERIAL.GET" | "SERIAL.MGET" => {
+            let shared = shared.clone();
+            let run = tokio::task::spawn_blocking(move || engine_command(&shared, &name, args));
+            match run.await {
+                Ok(reply) => reply,
+                Err(e) => Reply::error("ERR", format!("command failed: {e}")),
+            }
+        }
+        "PO.REPORT" | "SERIALS.GENERATE" | "OUTWARD" | "RETURN" => Reply::error(
+            "ERR",
+            format!("'{}' is not supported yet", name.to_lowercase()),
+        ),
+        "ECHO" | "SELECT" => wrong_arity(&name),
+        _ => Reply::error(
+            "ERR",
+            format!(
+                "unknown command '{}'",
+                String::from_utf8_lossy(&args[0])
+                    .chars()
+                    .take(64)
+                    .collect::<String>()
+            ),
+        ),
+    };
+    (reply, Flow::Continue)
+}
+
+fn check_password(shared: &Shared, session: &mut Session, password: &[u8]) -> Reply {
+    match &shared.config.requirepass {
+        None => Reply::error(
+            "ERR",
+            "AUTH <password> called without any password configured for the default user",
+        ),
+        Some(expected) if constant_time_eq(expected.as_bytes(), password) => {
+            session.authenticated = true;
+            Reply::ok()
+        }
+        Some(_) => Reply::error(
+            "WRONGPASS",
+            "invalid username-password pair or user is disabled.",
+        ),
+    }
+}
+
+fn auth(shared: &Shared, session: &mut Session, args: &Args) -> Reply {
+    match args.len() {
+        2 => check_password(shared, session, &args[1]),
+        // AUTH <username> <password>: the only user is "default".
+        3 if args[1] == b"default" => check_password(shared, session, &args[2]),
+        3 => Reply::error(
+            "WRONGPASS",
+            "invalid username-password pair or user is disabled.",
+        ),
+        _ => wrong_arity("AUTH"),
+    }
+}
+
+fn hello(shared: &Shared, session: &mut Session, args: &Args) -> Reply {
+    let mut i = 1;
+    if let Some(version) = args.get(1) {
+        if version.as_slice() != b"2" {
+            return Reply::error(
+                "NOPROTO",
+                "unsupported protocol version; serialgate serves RESP2",
+            );
+        }
+        i = 2;
+    }
+    while i < args.len() {
+        match args[i].to_ascii_uppercase().as_slice() {
+            b"AUTH" if i + 2 < args.len() => {
+                let reply = if args[i + 1] == b"default" {
+                    check_password(shared, session, &args[i + 2])
+                } else {
+                    Reply::error(
+                        "WRONGPASS",
+                        "invalid username-password pair or user is disabled.",
+                    )
+                };
+                if reply.is_error() {
+                    return reply;
+                }
+                i += 3;
+            }
+            b"SETNAME" if i + 1 < args.len() => {
+                session.name = Some(args[i + 1].clone());
+                i += 2;
+            }
+            _ => return Reply::error("ERR", "syntax error in HELLO"),
+        }
+    }
+    if !session.authenticated {
+        return Reply::error(
+            "NOAUTH",
+            "HELLO must be called with AUTH when a password is set.",
+        );
+    }
+    let pair = |k: &str, v: Reply| [Reply::bulk(k), v];
+    Reply::Array(
+        [
+            pair("server", Reply::bulk("serialgate")),
+            pair("version", Reply::bulk(env!("CARGO_PKG_VERSION"))),
+            pair("proto", Reply::Integer(2)),
+            pair("id", Reply::Integer(0)),
+            pair("mode", Reply::bulk("standalone")),
+            pair("role", Reply::bulk("master")),
+            pair("modules", Reply::Array(Vec::new())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    )
+}
+
+fn client(session: &mut Session, args: &Args) -> Reply {
+    let Some(sub) = args.get(1) else {
+        return wrong_arity("CLIENT");
+    };
+    match sub.to_ascii_uppercase().as_slice() {
+        b"SETNAME" if args.len() == 3 => {
+            session.name = Some(args[2].clone());
+            Reply::ok()
+        }
+        b"GETNAME" => session.name.clone().map_or(Reply::Nil, Reply::Bulk),
+        b"SETINFO" => Reply::ok(),
+        b"ID" => Reply::Integer(0),
+        _ => Reply::error(
+            "ERR",
+            format!("unknown subcommand '{}' for 'client'", text(sub)),
+        ),
+    }
+}
+
+fn info(shared: &Shared) -> Reply {
+    let c = &shared.counters;
+    let stats = shared.engine.stats();
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "# Server\r\nserver:serialgate\r\nversion:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n",
+        env!("CARGO_PKG_VERSION"),
+        shared.local_addr.port(),
+        shared.started.elapsed().as_secs()
+    );
+    let _ = write!(
+        s,
+        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\ntotal_connections_received:{}\r\nrejected_connections:{}\r\n\r\n",
+        shared.connections_current(),
+        shared.config.connections_max,
+        c.connections_total.load(Ordering::Relaxed),
+        c.connections_rejected.load(Ordering::Relaxed)
+    );
+    let _ = write!(
+        s,
+        "# Stats\r\ntotal_commands_processed:{}\r\ntotal_error_replies:{}\r\ngrns_committed:{}\r\ngrns_rejected:{}\r\nunits_committed:{}\r\n\r\n",
+        c.commands_total.load(Ordering::Relaxed),
+        c.errors_total.load(Ordering::Relaxed),
+        c.grns_committed.load(Ordering::Relaxed),
+        c.grns_rejected.load(Ordering::Relaxed),
+        c.units_committed.load(Ordering::Relaxed)
+    );
+    let _ = write!(
+        s,
+        "# Engine\r\nprefilter_fingerprints:{}\r\nprefilter_bytes:{}\r\nprefilter_load_ms:{}\r\nsst_files_bytes:{}\r\nlive_data_bytes:{}\r\nestimated_keys:{}\r\nlevel0_files:{}\r\n",
+        stats.prefilter_fingerprints,
+        stats.prefilter_bytes,
+        stats.prefilter_load_ms,
+        stats.store.sst_files_bytes,
+        stats.store.live_data_bytes,
+        stats.store.estimated_keys,
+        stats.store.level0_files
+    );
+    Reply::Bulk(s.into_bytes())
+}
+
+/// Commands that call the engine; run on the blocking pool.
+fn engine_command(shared: &Shared, name: &str, args: Args) -> Reply {
+    let engine = &shared.engine;
+    match name {
+        "ACCOUNT.CREATE" => account_create(shared, &args),
+        "SKU.SET" => {
+            if args.len() < 4 {
+                return wrong_arity(name);
+            }
+            let kind = match args[2].to_ascii_uppercase().as_slice() {
+                b"SERIALIZED" => SkuKind::Serialized,
+                b"PLAIN" => SkuKind::Plain,
+                _ => return Reply::error("ERR", "SKU kind must be SERIALIZED or PLAIN"),
+            };
+            let skus: Vec<String> = args[3..].iter().map(|a| text(a)).collect();
+            match engine.set_skus(&text(&args[1]), kind, &skus) {
+                Ok(created) => Reply::Integer(created as i64),
+                Err(e) => engine_error(e),
+            }
+        }
+        "PO.CREATE" => {
+            if args.len() != 3 {
+                return wrong_arity(name);
+            }
+            let payload: PoPayload = match serde_json::from_slice(&args[2]) {
+                Ok(p) => p,
+                Err(e) => return Reply::error("BADJSON", e.to_string()),
+            };
+            match engine.create_po(&text(&args[1]), payload) {
+                Ok(reply) => json(&reply),
+                Err(e) => engine_error(e),
+            }
+        }
+        "PO.GET" => {
+            if args.len() != 3 {
+                return wrong_arity(name);
+            }
+            match engine.po_view(&text(&args[1]), &text(&args[2])) {
+                Ok(view) => json(&view),
+                Err(e) => engine_error(e),
+            }
+        }
+        "GRN.CHECK" | "GRN.COMMIT" | "GRN.AUTO" => {
+            if args.len() != 3 {
+                return wrong_arity(name);
+            }
+            let mode = match name {
+                "GRN.CHECK" => GrnMode::Check,
+                "GRN.COMMIT" => GrnMode::Commit,
+                _ => GrnMode::Auto,
+            };
+            let payload: GrnPayload = match serde_json::from_slice(&args[2]) {
+                Ok(p) => p,
+                Err(e) => return Reply::error("BADJSON", e.to_string()),
+            };
+            let account = text(&args[1]);
+            // The raw body can be hundreds of MB; free it before the pipeline runs.
+            drop(args);
+            match engine.receive(&account, &payload, mode) {
+                Ok(reply) => {
+                    count_grn(&shared.counters, &reply);
+                    json(&reply)
+                }
+                Err(e) => engine_error(e),
+            }
+        }
+        "SERIAL.GET" => {
+            if args.len() != 3 {
+                return wrong_arity(name);
+            }
+            match engine.serial(&text(&args[1]), &args[2]) {
+                Ok(Some(view)) => json(&view),
+                Ok(None) => Reply::Nil,
+                Err(e) => engine_error(e),
+            }
+        }
+        "SERIAL.MGET" => {
+            if args.len() < 3 {
+                return wrong_arity(name);
+            }
+            let serials: Vec<&[u8]> = args[2..].iter().map(Vec::as_slice).collect();
+            match engine.serials(&text(&args[1]), &serials) {
+                Ok(views) => Reply::Array(
+                    views
+                        .into_iter()
+                        .map(|v| v.map_or(Reply::Nil, |v| json(&v)))
+                        .collect(),
+                ),
+                Err(e) => engine_error(e),
+            }
+        }
+        _ => Reply::error("ERR", format!("unknown command '{name}'")),
+    }
+}
+
+fn count_grn(counters: &Counters, reply: &GrnReply) {
+    match reply {
+        GrnReply::Committed {
+            units,
+            replayed: false,
+            ..
+        } => {
+            Counters::add(&counters.grns_committed, 1);
+            Counters::add(&counters.units_committed, *units);
+        }
+        GrnReply::Rejected { .. } => Counters::add(&counters.grns_rejected, 1),
+        _ => {}
+    }
+}
+
+fn account_create(shared: &Shared, args: &Args) -> Reply {
+    // ACCOUNT.CREATE <acct> USN <1-5> [TOLERANCE_PCT n] [TOLERANCE_QTY n] [AUTOGRN on|off] [PREFIX p]
+    if args.len() < 4 || args.len() % 2 != 0 {
+        return wrong_arity("ACCOUNT.CREATE");
+    }
+    let account = text(&args[1]);
+    let mut usn = None;
+    let mut options = AccountOptions::new(UsnType::SellerAtGrn);
+    for pair in args[2..].chunks(2) {
+        let value = text(&pair[1]);
+        let bad = |what: &str| Reply::error("ERR", format!("{what}: {value:?}"));
+        match pair[0].to_ascii_uppercase().as_slice() {
+            b"USN" => match value.parse::<u8>().ok().and_then(UsnType::from_number) {
+                Some(t) => usn = Some(t),
+                None => return bad("USN must be 1-5"),
+            },
+            b"TOLERANCE_PCT" => match value.parse() {
+                Ok(n) => options.tolerance_pct = Some(n),
+                Err(_) => return bad("TOLERANCE_PCT must be a non-negative integer"),
+            },
+            b"TOLERANCE_QTY" => match value.parse() {
+                Ok(n) => options.tolerance_qty = Some(n),
+                Err(_) => return bad("TOLERANCE_QTY must be a non-negative integer"),
+            },
+            b"AUTOGRN" => match value.to_ascii_lowercase().as_str() {
+                "on" => options.auto_grn = Some(true),
+                "off" => options.auto_grn = Some(false),
+                _ => return bad("AUTOGRN must be on or off"),
+            },
+            b"PREFIX" => options.prefix = Some(value),
+            other => {
+                return Reply::error(
+                    "ERR",
+                    format!("unknown ACCOUNT.CREATE option '{}'", text(other)),
+                )
+            }
+        }
+    }
+    let Some(usn) = usn else {
+        return Reply::error("ERR", "ACCOUNT.CREATE needs USN <1-5>");
+    };
+    options.usn_type = usn;
+    match shared.engine.create_account(&account, options) {
+        Ok(created) => json(&serde_json::json!({
+            "status": if created { "created" } else { "updated" },
+            "account": account,
+            "usnType": usn.number(),
+        })),
+        Err(e) => engine_error(e),
+    }
+}
