@@ -6,4 +6,5 @@ mod util;
 mod atomicity;
 mod concurrency;
 mod recovery;
+mod server;
 mod type2;
