@@ -1,10 +1,12 @@
 //! A GRN is all or nothing: a rejected or failed GRN leaves no trace.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serialgate::store::rocks::RocksStore;
-use serialgate::store::{Commit, EntrySink, SortedRuns, Store, StoreError, StoreStats};
+use serialgate::store::{
+    Commit, EntrySink, SortedRuns, Store, StoreError, StoreStats, WriteTicket,
+};
 use serialgate::{Engine, GrnMode};
 
 use crate::util::*;
@@ -15,6 +17,7 @@ use crate::util::*;
 struct FaultyStore {
     inner: RocksStore,
     fail_after: Arc<AtomicUsize>,
+    fail_sync: Arc<AtomicBool>,
 }
 
 struct FaultyRuns<'a> {
@@ -58,20 +61,26 @@ impl Store for FaultyStore {
     ) -> Result<(), StoreError> {
         self.inner.scan(s, e, v)
     }
-    fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+    fn write(&self, commit: Commit<'_>) -> Result<WriteTicket, StoreError> {
         match commit.runs {
             Some(runs) => {
                 let faulty = FaultyRuns {
                     inner: runs,
                     budget: &self.fail_after,
                 };
-                self.inner.commit(Commit {
+                self.inner.write(Commit {
                     puts: commit.puts,
                     runs: Some(&faulty),
                 })
             }
-            None => self.inner.commit(commit),
+            None => self.inner.write(commit),
         }
+    }
+    fn sync(&self, ticket: WriteTicket) -> Result<(), StoreError> {
+        if self.fail_sync.load(Ordering::SeqCst) {
+            return Err(StoreError::Io("injected fault: fsync failed".into()));
+        }
+        self.inner.sync(ticket)
     }
     fn stats(&self) -> StoreStats {
         self.inner.stats()
@@ -86,6 +95,7 @@ fn a_commit_failing_midway_leaves_nothing_and_can_be_retried() {
         let store = FaultyStore {
             inner: RocksStore::open(dir.path(), config(path).rocks).unwrap(),
             fail_after: budget.clone(),
+            fail_sync: Arc::new(AtomicBool::new(false)),
         };
         let engine = Engine::with_store(Box::new(store), config(path)).unwrap();
         setup_type2(&engine);
@@ -152,4 +162,39 @@ fn a_rejected_grn_writes_nothing() {
         );
         assert!(commit(&engine, &fixed).is_committed());
     }
+}
+
+#[test]
+fn after_a_failed_sync_nothing_more_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail_sync = Arc::new(AtomicBool::new(false));
+    let store = FaultyStore {
+        inner: RocksStore::open(dir.path(), config(WritePath::Wal).rocks).unwrap(),
+        fail_after: Arc::new(AtomicUsize::new(usize::MAX)),
+        fail_sync: fail_sync.clone(),
+    };
+    let engine = Engine::with_store(Box::new(store), config(WritePath::Wal)).unwrap();
+    setup_type2(&engine);
+    po(&engine, "PO-1", &[("S1", 10)]);
+    fail_sync.store(true, Ordering::SeqCst);
+    let first = grn("GRN-1", "PO-1", vec![item("S1", serials(&["A1"]))]);
+    let err = engine
+        .receive(ACCOUNT, &first, GrnMode::Commit)
+        .unwrap_err();
+    assert_eq!(err.code(), "STORAGE");
+    // Even once the disk is back, this engine acknowledges nothing more: it cannot know
+    // what the failed sync left behind.
+    fail_sync.store(false, Ordering::SeqCst);
+    let second = grn("GRN-2", "PO-1", vec![item("S1", serials(&["A2"]))]);
+    let err = engine
+        .receive(ACCOUNT, &second, GrnMode::Commit)
+        .unwrap_err();
+    assert_eq!(err.code(), "STORAGE");
+    assert!(err.to_string().contains("restarted"), "{err}");
+    drop(engine);
+    // Reopened, it serves again; the retry of GRN-1 answers consistently either way.
+    let engine = open(dir.path(), WritePath::Wal);
+    let retry = engine.receive(ACCOUNT, &first, GrnMode::Commit).unwrap();
+    assert!(retry.is_committed(), "{retry:?}");
+    assert!(commit(&engine, &second).is_committed());
 }

@@ -256,8 +256,9 @@ pub(super) fn receive(
         ));
     }
 
+    engine.check_healthy()?;
     let slot = engine.slot(account)?;
-    let _guard = slot.lock.lock();
+    let guard = slot.lock.lock();
     let mut account_record = engine.account_record(account)?;
 
     if mode == GrnMode::Auto && !rules::auto_grn_allowed(&account_record) {
@@ -411,16 +412,21 @@ pub(super) fn receive(
     let runs = GrnRuns::new(slot.id, &keyed, &units, &values);
     // The prefilter is filled while the commit is written: if the commit fails, the extra
     // fingerprints are harmless (the prefilter only has to be a superset of what is stored).
-    let (stored, ()) = rayon::join(
+    let (written, ()) = rayon::join(
         || {
-            engine.store.commit(Commit {
+            engine.write(Commit {
                 puts,
                 runs: Some(&runs),
             })
         },
         || engine.prefilter.insert_sorted(&keyed, |entry| entry.0),
     );
-    stored?;
+    let ticket = written?;
+    // Early lock release: the next GRN of this account may validate against this one while
+    // it is being synced. Durability follows write order, so a crash can lose this GRN only
+    // together with everything written after it, and it is acknowledged only once synced.
+    drop(guard);
+    engine.sync(ticket)?;
     let committed = started.elapsed();
     tracing::debug!(
         grn = %payload.grn_id,

@@ -29,7 +29,7 @@ use crate::outcome::{OutcomeCode, PoReply, UnitError};
 use crate::prefilter::{self, Prefilter};
 use crate::serial;
 use crate::store::rocks::{RocksConfig, RocksStore};
-use crate::store::{codec, keys, Commit, Store, StoreError, StoreStats};
+use crate::store::{codec, keys, Commit, Store, StoreError, StoreStats, WriteTicket};
 
 pub use grn::GrnMode;
 pub use payload::{GrnItem, GrnPayload, PoItem, PoPayload};
@@ -143,6 +143,9 @@ pub struct Engine {
     prefilter: Prefilter,
     prefilter_load_ms: u64,
     accounts: RwLock<HashMap<String, Arc<AccountSlot>>>,
+    /// Set when a sync failed: what was written since may not be durable, so nothing more
+    /// is acknowledged until the engine is reopened.
+    failed: std::sync::atomic::AtomicBool,
     /// Serialises account creation (ids are dense).
     account_create: Mutex<u32>,
     config: EngineConfig,
@@ -216,6 +219,7 @@ impl Engine {
             prefilter,
             prefilter_load_ms,
             accounts: RwLock::new(HashMap::new()),
+            failed: std::sync::atomic::AtomicBool::new(false),
             account_create: Mutex::new(last_account_id),
             config,
         })
@@ -232,6 +236,41 @@ impl Engine {
             prefilter_load_ms: self.prefilter_load_ms,
             store: self.store.stats(),
         }
+    }
+
+    /// Fails if an earlier sync failed (see `failed`).
+    fn check_healthy(&self) -> Result<()> {
+        if self.failed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(EngineError::Storage(StoreError::Io(
+                "a previous write could not be made durable; no further writes are accepted \
+                 until the engine is restarted"
+                    .into(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes `commit` without waiting for durability; pair with [`Engine::sync`].
+    fn write(&self, commit: Commit<'_>) -> Result<WriteTicket> {
+        self.check_healthy()?;
+        Ok(self.store.write(commit)?)
+    }
+
+    /// Waits until `ticket` is durable; concurrent requests share the sync.
+    fn sync(&self, ticket: WriteTicket) -> Result<()> {
+        self.check_healthy()?;
+        self.store.sync(ticket).map_err(|e| {
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Release);
+            tracing::error!(error = %e, "sync failed; refusing further writes");
+            EngineError::Storage(e)
+        })
+    }
+
+    /// Writes `commit` and waits until it is durable.
+    fn commit(&self, commit: Commit<'_>) -> Result<()> {
+        let ticket = self.write(commit)?;
+        self.sync(ticket)
     }
 
     fn get_decoded<T: bincode::Decode<()>>(&self, key: &[u8]) -> Result<Option<T>> {
@@ -295,7 +334,7 @@ impl Engine {
                 )));
             }
             apply_options(&mut record, &options);
-            self.store.commit(Commit::puts(vec![(
+            self.commit(Commit::puts(vec![(
                 keys::account(name),
                 codec::encode(&record),
             )]))?;
@@ -320,7 +359,7 @@ impl Engine {
             created_at_ms: now_ms(),
         };
         apply_options(&mut record, &options);
-        self.store.commit(Commit::puts(vec![
+        self.commit(Commit::puts(vec![
             (keys::account(name), codec::encode(&record)),
             (keys::account_name(id), name.as_bytes().to_vec()),
         ]))?;
@@ -372,7 +411,7 @@ impl Engine {
             puts.push((key, codec::encode(&SkuRecord { id, kind })));
         }
         puts.push((keys::account(account), codec::encode(&record)));
-        self.store.commit(Commit::puts(puts))?;
+        self.commit(Commit::puts(puts))?;
         Ok(created)
     }
 
@@ -477,7 +516,7 @@ impl Engine {
             created_at_ms: now,
             updated_at_ms: now,
         };
-        self.store.commit(Commit::puts(vec![
+        self.commit(Commit::puts(vec![
             (po_key, codec::encode(&po)),
             (
                 keys::po_ref(slot.id, po.id),

@@ -52,6 +52,14 @@ impl Commit<'_> {
     }
 }
 
+/// Identifies a write for [`Store::sync`]. `WriteTicket::DURABLE` needs no sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WriteTicket(pub u64);
+
+impl WriteTicket {
+    pub const DURABLE: WriteTicket = WriteTicket(0);
+}
+
 /// Counters a backend reports for INFO and the benchmarks.
 #[derive(Debug, Clone, Default)]
 pub struct StoreStats {
@@ -76,8 +84,20 @@ pub trait Store: Send + Sync {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
 
-    /// Makes `commit` durable atomically. Returns only once it would survive a power cut.
-    fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError>;
+    /// Writes `commit` atomically. It is visible to reads at once, but durable only once
+    /// [`Store::sync`] of the returned ticket returns. Writes become durable in the order they
+    /// were made: a crash keeps a prefix of them.
+    fn write(&self, commit: Commit<'_>) -> Result<WriteTicket, StoreError>;
+
+    /// Returns once every write up to `ticket` would survive a power cut. Concurrent callers
+    /// share one sync: this is the group commit.
+    fn sync(&self, ticket: WriteTicket) -> Result<(), StoreError>;
+
+    /// Writes `commit` and waits until it is durable.
+    fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+        let ticket = self.write(commit)?;
+        self.sync(ticket)
+    }
 
     fn stats(&self) -> StoreStats;
 }

@@ -18,7 +18,7 @@ use rocksdb::{
     ReadOptions, SstFileWriter, WriteBatch, WriteOptions, DB,
 };
 
-use super::{Commit, EntrySink, SortedRuns, Store, StoreError, StoreStats};
+use super::{Commit, EntrySink, SortedRuns, Store, StoreError, StoreStats, WriteTicket};
 
 /// Read size when reading a freshly written SST file back into the page cache.
 const READ_BACK_CHUNK_BYTES: usize = 1 << 20;
@@ -52,6 +52,9 @@ pub struct RocksStore {
     sst_options: Options,
     ingest_dir: PathBuf,
     ingest_seq: AtomicU64,
+    /// Every write with a sequence number up to this is on disk.
+    synced_seq: AtomicU64,
+    sync_lock: parking_lot::Mutex<()>,
     config: RocksConfig,
 }
 
@@ -120,16 +123,20 @@ impl RocksStore {
         fs::create_dir_all(&ingest_dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", ingest_dir.display())))?;
 
+        // Whatever was recovered at open is on disk.
+        let recovered_seq = db.latest_sequence_number();
         Ok(Self {
             db,
             sst_options,
             ingest_dir,
             ingest_seq: AtomicU64::new(0),
+            synced_seq: AtomicU64::new(recovered_seq),
+            sync_lock: parking_lot::Mutex::new(()),
             config,
         })
     }
 
-    fn write_batch(&self, commit: &Commit<'_>) -> Result<(), StoreError> {
+    fn write_batch(&self, commit: &Commit<'_>) -> Result<WriteTicket, StoreError> {
         let mut batch = WriteBatch::default();
         for (key, value) in &commit.puts {
             batch.put(key, value);
@@ -142,9 +149,10 @@ impl RocksStore {
                 })?;
             }
         }
-        let mut write_options = WriteOptions::default();
-        write_options.set_sync(true);
-        self.db.write_opt(batch, &write_options).map_err(io)
+        // Not synced here: `sync` makes it durable, sharing one WAL fsync among every writer
+        // that arrived meanwhile.
+        self.db.write(batch).map_err(io)?;
+        Ok(WriteTicket(self.db.latest_sequence_number().max(1)))
     }
 
     fn write_sst(
@@ -280,13 +288,33 @@ impl Store for RocksStore {
         iter.status().map_err(io)
     }
 
-    fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+    fn write(&self, commit: Commit<'_>) -> Result<WriteTicket, StoreError> {
         match commit.runs {
             Some(runs) if commit.bulk_len() >= self.config.ingest_min_entries => {
-                self.ingest(&commit, runs)
+                // Ingestion fsyncs the files and the MANIFEST before it returns. Earlier WAL
+                // writes must be durable first, or a crash could keep this commit (which
+                // may build on them, e.g. PO counters) without them.
+                self.sync(WriteTicket(self.db.latest_sequence_number()))?;
+                self.ingest(&commit, runs)?;
+                Ok(WriteTicket::DURABLE)
             }
             _ => self.write_batch(&commit),
         }
+    }
+
+    fn sync(&self, ticket: WriteTicket) -> Result<(), StoreError> {
+        if ticket <= WriteTicket(self.synced_seq.load(Ordering::Acquire)) {
+            return Ok(());
+        }
+        let _one_sync_at_a_time = self.sync_lock.lock();
+        // Another writer's sync may have covered this write while we waited.
+        if ticket <= WriteTicket(self.synced_seq.load(Ordering::Acquire)) {
+            return Ok(());
+        }
+        let upto = self.db.latest_sequence_number();
+        self.db.flush_wal(true).map_err(io)?;
+        self.synced_seq.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
     }
 
     fn stats(&self) -> StoreStats {
