@@ -19,6 +19,9 @@ const SEGMENT_BITS: u32 = 8;
 pub const SEGMENTS: usize = 1 << SEGMENT_BITS;
 const EMPTY: u32 = 0;
 const INITIAL_SLOTS: usize = 1024;
+/// Below this many entries a batch is processed on the calling thread: handing a few
+/// hundred probes to the pool costs more than it saves.
+const PARALLEL_ENTRIES_MIN: usize = 4096;
 
 /// Which segment a hash belongs to: its top bits, so hashes sorted ascending arrive
 /// segment by segment.
@@ -153,27 +156,33 @@ impl Prefilter {
             maybe_groups.push(head);
             rest = tail;
         }
-        groups
-            .into_par_iter()
-            .zip(maybe_groups)
-            .for_each(|((segment, group), out)| {
-                let table = self.segments[segment].read();
-                for (entry, flag) in group.iter().zip(out.iter_mut()) {
-                    *flag = table.contains(hash_of(entry));
-                }
-            });
+        let probe = |((segment, group), out): ((usize, &[T]), &mut [bool])| {
+            let table = self.segments[segment].read();
+            for (entry, flag) in group.iter().zip(out.iter_mut()) {
+                *flag = table.contains(hash_of(entry));
+            }
+        };
+        if entries.len() < PARALLEL_ENTRIES_MIN {
+            groups.into_iter().zip(maybe_groups).for_each(probe);
+        } else {
+            groups.into_par_iter().zip(maybe_groups).for_each(probe);
+        }
     }
 
     /// Inserts hashes given in ascending order, each segment under one write lock.
     pub fn insert_sorted<T: Sync>(&self, entries: &[T], hash_of: impl Fn(&T) -> u64 + Sync) {
-        split_by_segment(entries, &hash_of)
-            .into_par_iter()
-            .for_each(|(segment, group)| {
-                let mut table = self.segments[segment].write();
-                for entry in group {
-                    table.insert(hash_of(entry));
-                }
-            });
+        let fill = |(segment, group): (usize, &[T])| {
+            let mut table = self.segments[segment].write();
+            for entry in group {
+                table.insert(hash_of(entry));
+            }
+        };
+        let groups = split_by_segment(entries, &hash_of);
+        if entries.len() < PARALLEL_ENTRIES_MIN {
+            groups.into_iter().for_each(fill);
+        } else {
+            groups.into_par_iter().for_each(fill);
+        }
     }
 
     pub fn len(&self) -> usize {

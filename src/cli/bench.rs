@@ -15,11 +15,18 @@ use serialgate::store::keys;
 use serialgate::store::rocks::PlainRocks;
 use serialgate::{workload, AccountOptions, Engine, EngineConfig, GrnMode};
 
+pub use super::bench_wire::{GrnClientsArgs, WireGrnArgs};
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Type 2 auto-GRNs of fresh serials onto a preloaded index; prints serials/s for
     /// validate + durable commit.
     AutoGrn(AutoGrnArgs),
+    /// The same auto-GRNs sent to a running server over the line protocol.
+    WireGrn(WireGrnArgs),
+    /// Many concurrent clients each committing small GRNs to a running server; prints
+    /// serials/s and latency percentiles.
+    GrnClients(GrnClientsArgs),
 }
 
 #[derive(Args)]
@@ -51,13 +58,15 @@ pub struct AutoGrnArgs {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::AutoGrn(args) => auto_grn(args),
+        BenchCommand::WireGrn(args) => super::bench_wire::wire_grn(args),
+        BenchCommand::GrnClients(args) => super::bench_wire::grn_clients(args),
     }
 }
 
 const SKU: &str = "BENCH-SKU";
 const FRESH_SEED_OFFSET: u64 = 0x5EED_0000_0001;
 
-fn progress(total: usize, label: &str) -> ProgressBar {
+pub(super) fn progress(total: usize, label: &str) -> ProgressBar {
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -70,7 +79,7 @@ fn progress(total: usize, label: &str) -> ProgressBar {
     bar
 }
 
-fn batches(total: usize, size: usize) -> impl Iterator<Item = (u64, usize)> {
+pub(super) fn batches(total: usize, size: usize) -> impl Iterator<Item = (u64, usize)> {
     let size = size.max(1);
     (0..total.div_ceil(size)).map(move |k| (k as u64, size.min(total - k * size)))
 }
@@ -115,7 +124,7 @@ fn create_po(
     }
 }
 
-fn rate(serials: usize, elapsed: Duration) -> f64 {
+pub(super) fn rate(serials: usize, elapsed: Duration) -> f64 {
     serials as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 

@@ -2,4 +2,5 @@
 //! workflow rules of its own.
 
 pub mod bench;
+mod bench_wire;
 pub mod serve;

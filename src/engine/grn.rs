@@ -29,6 +29,9 @@ pub const LIST_CHUNK_SERIALS: usize = 65_536;
 const CONFIRM_BATCH_KEYS: usize = 2_048;
 /// Threads issuing confirming reads at once (I/O depth, not CPU parallelism).
 const CONFIRM_READERS: usize = 16;
+/// Below this many units a step runs on the calling thread: small GRNs are many and
+/// concurrent, and handing them to the pool only adds thread hand-offs.
+const PARALLEL_UNITS_MIN: usize = 4096;
 /// Entries per SST run below which a bulk commit is not split further.
 const RUN_ENTRIES_MIN: usize = 250_000;
 
@@ -314,7 +317,11 @@ pub(super) fn receive(
     let hashed = started.elapsed();
 
     // Sort by hash = key order; equal hashes are resolved by serial bytes.
-    keyed.par_sort_unstable();
+    if keyed.len() < PARALLEL_UNITS_MIN {
+        keyed.sort_unstable();
+    } else {
+        keyed.par_sort_unstable();
+    }
     let sorted = started.elapsed();
     mark_duplicates(&mut keyed, &units, &mut verdicts);
 
@@ -412,16 +419,21 @@ pub(super) fn receive(
     let runs = GrnRuns::new(slot.id, &keyed, &units, &values);
     // The prefilter is filled while the commit is written: if the commit fails, the extra
     // fingerprints are harmless (the prefilter only has to be a superset of what is stored).
-    let (written, ()) = rayon::join(
-        || {
-            engine.write(Commit {
-                puts,
-                runs: Some(&runs),
-            })
-        },
-        || engine.prefilter.insert_sorted(&keyed, |entry| entry.0),
-    );
-    let ticket = written?;
+    let write = || {
+        engine.write(Commit {
+            puts,
+            runs: Some(&runs),
+        })
+    };
+    let fill = || engine.prefilter.insert_sorted(&keyed, |entry| entry.0);
+    let ticket = if keyed.len() < PARALLEL_UNITS_MIN {
+        let ticket = write()?;
+        fill();
+        ticket
+    } else {
+        let (written, ()) = rayon::join(write, fill);
+        written?
+    };
     // Early lock release: the next GRN of this account may validate against this one while
     // it is being synced. Durability follows write order, so a crash can lose this GRN only
     // together with everything written after it, and it is acknowledged only once synced.
@@ -451,11 +463,16 @@ fn hash_units(units: &Units<'_>, account: u32, verdicts: &mut Verdicts) -> Vec<(
     for item in 0..units.items.len() {
         let list = units.list(item);
         let base = units.starts[item];
-        keyed.par_extend((0..list.len()).into_par_iter().filter_map(|j| {
+        let keyed_unit = |j: usize| {
             let serial = list.get(j);
             serial::check_syntax(serial).ok()?;
             Some((serial::serial_hash(account, serial), base + j as u32))
-        }));
+        };
+        if list.len() < PARALLEL_UNITS_MIN {
+            keyed.extend((0..list.len()).filter_map(keyed_unit));
+        } else {
+            keyed.par_extend((0..list.len()).into_par_iter().filter_map(keyed_unit));
+        }
     }
     if keyed.len() < units.len() {
         for unit in 0..units.len() as u32 {

@@ -40,7 +40,10 @@ impl Default for RocksConfig {
         Self {
             ingest_min_entries: 20_000,
             block_cache_bytes: 256 << 20,
-            write_buffer_bytes: 64 << 20,
+            // Small GRNs insert every serial into the memtable skiplist under their account's
+            // lock; a 16 MiB memtable keeps that walk short (64 concurrent 100-serial GRNs:
+            // ~170k -> ~190k serials/s against 64 MiB). Bulk GRNs bypass it.
+            write_buffer_bytes: 16 << 20,
         }
     }
 }
