@@ -40,6 +40,8 @@ pub const ACCOUNT_ID_LEN_MAX: usize = 64;
 pub const NAME_LEN_MAX: usize = 128;
 /// Most SKUs one `SKU.SET` may register.
 pub const SKUS_PER_REQUEST_MAX: usize = 100_000;
+/// Entries kept in the id-to-name cache before it is emptied and refilled.
+const ID_NAME_CACHE_ENTRIES_MAX: usize = 1 << 20;
 /// Most lines on one PO.
 pub const PO_LINES_MAX: usize = 10_000;
 
@@ -143,6 +145,8 @@ pub struct Engine {
     prefilter: Prefilter,
     prefilter_load_ms: u64,
     accounts: RwLock<HashMap<String, Arc<AccountSlot>>>,
+    /// Cache of immutable id-to-name mappings, keyed by their storage key.
+    id_names: RwLock<HashMap<Vec<u8>, String>>,
     /// Set when a sync failed: what was written since may not be durable, so nothing more
     /// is acknowledged until the engine is reopened.
     failed: std::sync::atomic::AtomicBool,
@@ -219,6 +223,7 @@ impl Engine {
             prefilter,
             prefilter_load_ms,
             accounts: RwLock::new(HashMap::new()),
+            id_names: RwLock::new(HashMap::new()),
             failed: std::sync::atomic::AtomicBool::new(false),
             account_create: Mutex::new(last_account_id),
             config,
@@ -420,10 +425,25 @@ impl Engine {
     }
 
     fn sku_name(&self, account_id: u32, sku: u32) -> Result<Option<String>> {
-        Ok(self
-            .store
-            .get(&keys::sku_name(account_id, sku))?
-            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+        self.id_name(keys::sku_name(account_id, sku))
+    }
+
+    /// Reads an id-to-name mapping (SKU name, PO reference, GRN id). These never change
+    /// once written, so they are cached: a serial lookup then costs one or two reads.
+    fn id_name(&self, key: Vec<u8>) -> Result<Option<String>> {
+        if let Some(name) = self.id_names.read().get(&key) {
+            return Ok(Some(name.clone()));
+        }
+        let Some(bytes) = self.store.get(&key)? else {
+            return Ok(None);
+        };
+        let name = String::from_utf8_lossy(&bytes).into_owned();
+        let mut cache = self.id_names.write();
+        if cache.len() >= ID_NAME_CACHE_ENTRIES_MAX {
+            cache.clear();
+        }
+        cache.insert(key, name.clone());
+        Ok(Some(name))
     }
 
     /// `PO.CREATE`.
@@ -575,8 +595,14 @@ impl Engine {
             .map(|(i, hash)| (keys::serial(slot.id, hash, serials[i]), i))
             .collect();
         wanted.sort_unstable();
-        let keys: Vec<Vec<u8>> = wanted.iter().map(|(k, _)| k.clone()).collect();
-        let values = self.store.multi_get_sorted(&keys)?;
+        let values = match wanted.as_slice() {
+            // One key: a plain read skips MultiGet's batch set-up.
+            [(key, _)] => vec![self.store.get(key)?],
+            _ => {
+                let keys: Vec<Vec<u8>> = wanted.iter().map(|(k, _)| k.clone()).collect();
+                self.store.multi_get_sorted(&keys)?
+            }
+        };
         let mut views = vec![None; serials.len()];
         let mut names = NameCache::new(self, slot.id);
         for ((_, i), value) in wanted.iter().zip(values) {
@@ -737,11 +763,10 @@ impl<'a> NameCache<'a> {
             return Ok(None);
         }
         if !self.pos.contains_key(&id) {
-            let po = match self.engine.store.get(&keys::po_ref(self.account, id))? {
-                Some(reference) => self.engine.get_decoded(&keys::po(
-                    self.account,
-                    &String::from_utf8_lossy(&reference),
-                ))?,
+            let po = match self.engine.id_name(keys::po_ref(self.account, id))? {
+                Some(reference) => self
+                    .engine
+                    .get_decoded(&keys::po(self.account, &reference))?,
                 None => None,
             };
             self.pos.insert(id, po);
@@ -754,11 +779,7 @@ impl<'a> NameCache<'a> {
             return Ok(None);
         }
         if !self.grns.contains_key(&seq) {
-            let id = self
-                .engine
-                .store
-                .get(&keys::grn_id(self.account, seq))?
-                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            let id = self.engine.id_name(keys::grn_id(self.account, seq))?;
             self.grns.insert(seq, id);
         }
         Ok(self.grns[&seq].clone())
