@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Server {
@@ -26,17 +27,33 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn serialgate serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
+        stdout
             .read_line(&mut line)
             .expect("read the listening line");
+        let mut metrics = String::new();
+        if extra.contains(&"--metrics-listen") {
+            stdout
+                .read_line(&mut metrics)
+                .expect("read the metrics line");
+        }
         let addr = line
             .trim()
             .rsplit(' ')
             .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        Server { child, addr }
+        let metrics_addr = metrics
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok());
+        Server {
+            child,
+            addr,
+            metrics_addr,
+        }
     }
 
     pub fn port(&self) -> String {
@@ -643,4 +660,26 @@ fn sigterm_finishes_and_exits_cleanly() {
     let mut raw = Raw::connect(server.addr);
     assert_eq!(raw.command(&[b"PING"]), "+PONG");
     assert!(server.terminate(), "serve did not exit cleanly on SIGTERM");
+}
+
+#[test]
+fn prometheus_metrics_on_a_second_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let mut raw = Raw::connect(server.addr);
+    setup_type2(&mut raw);
+    let grn = r#"{"grnId":"G","referenceCode":"TestPo22232","items":[{"sku":"SODA01","serials":["M1","M2"]}]}"#;
+    assert!(raw
+        .command(&[b"GRN.COMMIT", b"acme", grn.as_bytes()])
+        .contains("committed"));
+    let mut http = TcpStream::connect(server.metrics_addr.expect("metrics address")).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    http.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.contains("# TYPE serialgate_grns_committed_total counter"));
+    assert!(response.contains("serialgate_grns_committed_total 1\n"));
+    assert!(response.contains("serialgate_units_committed_total 2\n"));
+    assert!(response.contains("serialgate_prefilter_fingerprints 2\n"));
 }

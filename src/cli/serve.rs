@@ -21,6 +21,9 @@ pub struct ServeArgs {
     /// one, only loopback clients are served.
     #[arg(long, env = "SERIALGATE_PASSWORD", hide_env_values = true)]
     requirepass: Option<String>,
+    /// Also serve Prometheus metrics (text exposition, any HTTP path) on this address.
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Connections served at once.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
@@ -72,11 +75,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
+        let metrics = match &args.metrics_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("metrics listener on {addr}"))?,
+            ),
+            None => None,
+        };
         let addr = listener.local_addr()?;
-        // Tests and scripts read this line to learn the port (with --listen …:0).
+        // Tests and scripts read this first line to learn the port (with --listen …:0).
         println!("serialgate listening on {addr}");
+        if let Some(m) = &metrics {
+            println!("serialgate metrics on {}", m.local_addr()?);
+        }
         tracing::info!(%addr, data = %args.data.display(), "serving");
-        server::serve(listener, engine, config, shutdown_signal()).await?;
+        server::serve(listener, metrics, engine, config, shutdown_signal()).await?;
         tracing::info!("stopped");
         anyhow::Ok(())
     })

@@ -4,6 +4,7 @@
 
 mod commands;
 mod connection;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,10 +78,11 @@ impl Shared {
     }
 }
 
-/// Serves `listener` until `shutdown` resolves, then stops accepting, lets in-flight
+/// Serves `listener` (and Prometheus metrics on `metrics_listener`) until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests finish (up to `shutdown_grace`) and returns.
 pub async fn serve(
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     engine: Engine,
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()>,
@@ -93,6 +95,9 @@ pub async fn serve(
         started: Instant::now(),
         local_addr: listener.local_addr()?,
     });
+    if let Some(metrics_listener) = metrics_listener {
+        tokio::spawn(metrics::serve(metrics_listener, shared.clone()));
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
