@@ -349,6 +349,8 @@ fn limits_one_past_their_edge() {
             "3",
             "--max-grn-units",
             "3",
+            "--max-request-bytes",
+            "2500",
         ],
     );
     let mut raw = Raw::connect(server.addr);
@@ -362,6 +364,15 @@ fn limits_one_past_their_edge() {
     assert_eq!(raw.command(&[b"ECHO", &[b'y'; 1000]]).len(), 1000);
     assert!(raw.command(&[b"ECHO", &[b'y'; 1001]]).starts_with("-LIMIT"));
     assert!(raw.is_closed());
+
+    // Whole-request size: two 1000-byte arguments fit in 2500 bytes, three do not.
+    let mut raw = Raw::connect(server.addr);
+    assert!(raw
+        .command(&[b"PING", &[b'z'; 1000], &[b'z'; 1000]])
+        .starts_with("-ERR wrong number"));
+    assert!(raw
+        .command(&[b"PING", &[b'z'; 1000], &[b'z'; 1000], &[b'z'; 1000]])
+        .starts_with("-LIMIT"));
 
     let mut raw = Raw::connect(server.addr);
     assert!(raw
