@@ -8,7 +8,7 @@
 //! A unit carries at most one outcome code: the first step that fails it decides.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3Default;
@@ -330,7 +330,6 @@ pub(super) fn receive(
     engine
         .prefilter
         .probe_sorted(&keyed, |entry| entry.0, &mut maybe);
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "probed");
     let reused = confirm_hits(engine, slot.id, &keyed, &maybe, &units, &mut verdicts)?;
     let confirmed = started.elapsed();
     drop(maybe);
@@ -358,16 +357,22 @@ pub(super) fn receive(
             po.reference_code
         )));
     }
-    if !verdicts.is_clean() {
+    let log_stages = |outcome: &str, validated: Duration, committed: Duration| {
+        let ms = |d: Duration| d.as_millis() as u64;
         tracing::debug!(
             grn = %payload.grn_id,
             serials = keyed.len(),
-            hash_ms = hashed.as_millis() as u64,
-            sort_ms = (sorted - hashed).as_millis() as u64,
-            probe_confirm_ms = (confirmed - sorted).as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
-            "GRN rejected"
+            hash_ms = ms(hashed),
+            sort_ms = ms(sorted - hashed),
+            probe_confirm_ms = ms(confirmed - sorted),
+            rules_ms = ms(validated - confirmed),
+            commit_ms = ms(committed - validated),
+            "GRN {outcome}"
         );
+    };
+    if !verdicts.is_clean() {
+        let now = started.elapsed();
+        log_stages("rejected", now, now);
         return Ok(GrnReply::Rejected {
             grn_id: payload.grn_id.clone(),
             errors: verdicts.into_errors(&units),
@@ -439,17 +444,7 @@ pub(super) fn receive(
     // together with everything written after it, and it is acknowledged only once synced.
     drop(guard);
     engine.sync(ticket)?;
-    let committed = started.elapsed();
-    tracing::debug!(
-        grn = %payload.grn_id,
-        serials = keyed.len(),
-        hash_ms = hashed.as_millis() as u64,
-        sort_ms = (sorted - hashed).as_millis() as u64,
-        probe_confirm_ms = (confirmed - sorted).as_millis() as u64,
-        rules_ms = (validated - confirmed).as_millis() as u64,
-        commit_ms = (committed - validated).as_millis() as u64,
-        "GRN committed"
-    );
+    log_stages("committed", validated, started.elapsed());
     Ok(GrnReply::Committed {
         grn_id: payload.grn_id.clone(),
         units: total_units,
@@ -575,7 +570,6 @@ fn confirm_hits(
         drop(slots);
         results.into_iter().flatten().collect()
     };
-    tracing::debug!(hits = hits.len(), "confirmed");
     let mut reused = HashMap::new();
     for batch in found {
         for (unit, bytes) in batch? {
