@@ -402,7 +402,8 @@ fn limits_one_past_their_edge() {
 
     // Connections: 3 served, the 4th refused.
     drop(raw);
-    std::thread::sleep(Duration::from_millis(100));
+    // Let the server see the earlier connections close.
+    std::thread::sleep(Duration::from_millis(500));
     let mut held: Vec<Raw> = (0..3).map(|_| Raw::connect(server.addr)).collect();
     for r in &mut held {
         assert_eq!(r.command(&[b"PING"]), "+PONG");
