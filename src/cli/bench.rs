@@ -42,6 +42,10 @@ pub struct AutoGrnArgs {
     /// as an ingestion job would; both attempts are timed.
     #[arg(long, default_value_t = 0.0)]
     dup_pct: f64,
+    /// Receive every batch twice, side by side: fresh, then with --dup-pct duplicates; print
+    /// both rates and their ratio.
+    #[arg(long, requires = "dup_pct")]
+    paired: bool,
     /// Serials per GRN (each GRN receives one PO in full).
     #[arg(long, default_value_t = 1_000_000)]
     grn_size: usize,
@@ -190,80 +194,62 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
         rate(args.preload, preload_started.elapsed())
     );
 
-    // The timed run.
-    let mut busy = Duration::ZERO;
-    let mut injected_total = 0usize;
-    let mut reported_total = 0usize;
-    let mut committed_serials = 0usize;
-    let bar = progress(args.serials, "auto-grn");
+    // The timed run. With --paired, every batch is received twice, side by side: once as
+    // fresh serials and once with the duplicates injected, so both see the same index
+    // size, compaction backlog and machine noise.
+    let mut fresh = Tally::default();
+    let mut dup = Tally::default();
+    let bar = progress(args.serials * if args.paired { 2 } else { 1 }, "auto-grn");
     for (k, n) in batches(args.serials, args.grn_size) {
-        let reference = format!("RUN-{k}");
-        create_po(&engine, &account, &reference, n)?;
-        let mut serials = workload::serials(args.seed ^ FRESH_SEED_OFFSET, k, n);
-        let injected = inject_duplicates(&mut serials, &preloaded, args.dup_pct, k);
-        injected_total += injected.len();
-        let payload = grn_payload(format!("GRN-RUN-{k}"), reference.clone(), serials);
-
-        let started = Instant::now();
-        let reply = engine.receive(&account, &payload, GrnMode::Auto)?;
-        busy += started.elapsed();
-        match reply {
-            GrnReply::Committed { .. } => {
-                ensure!(injected.is_empty(), "GRN {k} committed despite duplicates");
-                committed_serials += n;
-            }
-            GrnReply::Rejected { errors, .. } => {
-                // Duplicates are ALREADY_INWARDED; because they take no room on the line,
-                // auto-GRN also reports the line as not covered (one SERIALS_REQUIRED).
-                let (duplicates, others): (Vec<_>, Vec<_>) = errors
-                    .iter()
-                    .partition(|e| e.code == OutcomeCode::AlreadyInwarded);
-                ensure!(
-                    others
-                        .iter()
-                        .all(|e| e.code == OutcomeCode::SerialsRequired && e.serial.is_none()),
-                    "unexpected rejection: {:?}",
-                    others.first()
-                );
-                ensure!(
-                    duplicates.len() == injected.len(),
-                    "GRN {k}: {} duplicates injected, {} reported",
-                    injected.len(),
-                    duplicates.len()
-                );
-                reported_total += duplicates.len();
-                // Resubmit without the rejected units, as an ingestion job does.
-                let rejected: std::collections::HashSet<&str> = duplicates
-                    .iter()
-                    .filter_map(|e| e.serial.as_deref())
-                    .collect();
-                let clean: SerialList = payload.items[0]
-                    .serials
-                    .as_ref()
-                    .map(|s| {
-                        s.iter()
-                            .filter(|v| !rejected.contains(std::str::from_utf8(v).unwrap_or("")))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let kept = clean.len();
-                let retry = grn_payload(format!("GRN-RUN-{k}"), reference, clean);
-                let started = Instant::now();
-                let reply = engine.receive(&account, &retry, GrnMode::Commit)?;
-                busy += started.elapsed();
-                ensure!(
-                    reply.is_committed(),
-                    "resubmitted GRN {k} failed: {:?}",
-                    reply.errors().first()
-                );
-                committed_serials += kept;
-            }
-            GrnReply::Valid { .. } => bail!("commit answered as a check"),
+        if args.paired {
+            let timed = timed_grn(
+                &engine,
+                &account,
+                &format!("F-{k}"),
+                args.seed ^ FRESH_SEED_OFFSET,
+                k,
+                n,
+                &[],
+                0.0,
+            )?;
+            fresh.add(&timed);
+            bar.inc(n as u64);
         }
+        let tally = if args.paired { &mut dup } else { &mut fresh };
+        let seed = if args.paired {
+            args.seed ^ FRESH_SEED_OFFSET ^ 0xD0D0
+        } else {
+            args.seed ^ FRESH_SEED_OFFSET
+        };
+        let timed = timed_grn(
+            &engine,
+            &account,
+            &format!("R-{k}"),
+            seed,
+            k,
+            n,
+            &preloaded,
+            args.dup_pct,
+        )?;
+        tally.add(&timed);
         bar.inc(n as u64);
     }
     bar.finish_and_clear();
-
+    let busy = if args.paired { dup.busy } else { fresh.busy };
+    let committed_serials = fresh.committed + dup.committed;
+    let (injected_total, reported_total) =
+        (fresh.injected + dup.injected, fresh.reported + dup.reported);
+    if args.paired {
+        let fresh_rate = rate(args.serials, fresh.busy);
+        let dup_rate = rate(args.serials, dup.busy);
+        println!(
+            "paired: fresh {:.0} serials/s, with {}% duplicates {:.0} serials/s (rejected pass + resubmission), ratio {:.2}x",
+            fresh_rate,
+            args.dup_pct,
+            dup_rate,
+            dup_rate / fresh_rate
+        );
+    }
     let serials_per_s = rate(args.serials, busy);
     println!(
         "validate+commit: {} serials in {:.2} s = {:.0} serials/s ({} committed)",
@@ -330,6 +316,108 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What one timed GRN (and its resubmission, if rejected) did.
+#[derive(Default)]
+struct Tally {
+    busy: Duration,
+    injected: usize,
+    reported: usize,
+    committed: usize,
+}
+
+impl Tally {
+    fn add(&mut self, other: &Tally) {
+        self.busy += other.busy;
+        self.injected += other.injected;
+        self.reported += other.reported;
+        self.committed += other.committed;
+    }
+}
+
+/// Receives batch `k` of `n` serials as an auto-GRN of its own PO, timing only
+/// `Engine::receive`. A GRN rejected for injected duplicates is resubmitted without them,
+/// as an ingestion job would, and both attempts count.
+#[allow(clippy::too_many_arguments)]
+fn timed_grn(
+    engine: &Engine,
+    account: &str,
+    label: &str,
+    seed: u64,
+    k: u64,
+    n: usize,
+    preloaded: &[SerialList],
+    dup_pct: f64,
+) -> anyhow::Result<Tally> {
+    let reference = format!("RUN-{label}");
+    create_po(engine, account, &reference, n)?;
+    let mut serials = workload::serials(seed, k, n);
+    let injected = inject_duplicates(&mut serials, preloaded, dup_pct, k);
+    let payload = grn_payload(format!("GRN-{reference}"), reference.clone(), serials);
+    let mut tally = Tally {
+        injected: injected.len(),
+        ..Tally::default()
+    };
+    let started = Instant::now();
+    let reply = engine.receive(account, &payload, GrnMode::Auto)?;
+    tally.busy += started.elapsed();
+    match reply {
+        GrnReply::Committed { .. } => {
+            ensure!(
+                injected.is_empty(),
+                "GRN {label} committed despite duplicates"
+            );
+            tally.committed = n;
+        }
+        GrnReply::Rejected { errors, .. } => {
+            // Duplicates are ALREADY_INWARDED; because they take no room on the line,
+            // auto-GRN also reports the line as not covered (one SERIALS_REQUIRED).
+            let (duplicates, others): (Vec<_>, Vec<_>) = errors
+                .iter()
+                .partition(|e| e.code == OutcomeCode::AlreadyInwarded);
+            ensure!(
+                others
+                    .iter()
+                    .all(|e| e.code == OutcomeCode::SerialsRequired && e.serial.is_none()),
+                "unexpected rejection: {:?}",
+                others.first()
+            );
+            ensure!(
+                duplicates.len() == injected.len(),
+                "GRN {label}: {} duplicates injected, {} reported",
+                injected.len(),
+                duplicates.len()
+            );
+            tally.reported = duplicates.len();
+            let rejected: std::collections::HashSet<&str> = duplicates
+                .iter()
+                .filter_map(|e| e.serial.as_deref())
+                .collect();
+            let clean: SerialList = payload.items[0]
+                .serials
+                .as_ref()
+                .map(|s| {
+                    s.iter()
+                        .filter(|v| !rejected.contains(std::str::from_utf8(v).unwrap_or("")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let kept = clean.len();
+            let retry = grn_payload(format!("GRN-{reference}"), reference, clean);
+            let started = Instant::now();
+            let reply = engine.receive(account, &retry, GrnMode::Commit)?;
+            tally.busy += started.elapsed();
+            ensure!(
+                reply.is_committed(),
+                "resubmitted GRN {label} failed: {:?}",
+                reply.errors().first()
+            );
+            tally.committed = kept;
+        }
+        GrnReply::Valid { .. } => bail!("commit answered as a check"),
+    }
+    Ok(tally)
 }
 
 /// Replaces `dup_pct`% of `serials` with distinct already-received serials; returns the
