@@ -76,6 +76,9 @@ impl Store for FaultyStore {
             None => self.inner.write(commit),
         }
     }
+    fn written(&self) -> WriteTicket {
+        self.inner.written()
+    }
     fn sync(&self, ticket: WriteTicket) -> Result<(), StoreError> {
         if self.fail_sync.load(Ordering::SeqCst) {
             return Err(StoreError::Io("injected fault: fsync failed".into()));

@@ -291,6 +291,11 @@ pub(super) fn receive(
         if existing.fingerprint != fingerprint {
             return Err(EngineError::GrnExists(payload.grn_id.clone()));
         }
+        // The original may still be waiting for its sync (early lock release): a replay must
+        // not acknowledge it before it is durable.
+        let ticket = engine.store.written();
+        drop(guard);
+        engine.sync(ticket)?;
         return Ok(GrnReply::Committed {
             grn_id: existing.grn_id,
             units: existing.units,
@@ -373,6 +378,11 @@ pub(super) fn receive(
     if !verdicts.is_clean() {
         let now = started.elapsed();
         log_stages("rejected", now, now);
+        // A rejection may rest on GRNs still waiting for their sync; answer only once they
+        // are durable, so it never contradicts what survives a crash.
+        let ticket = engine.store.written();
+        drop(guard);
+        engine.sync(ticket)?;
         return Ok(GrnReply::Rejected {
             grn_id: payload.grn_id.clone(),
             errors: verdicts.into_errors(&units),

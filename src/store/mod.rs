@@ -93,6 +93,9 @@ pub trait Store: Send + Sync {
     /// share one sync: this is the group commit.
     fn sync(&self, ticket: WriteTicket) -> Result<(), StoreError>;
 
+    /// A ticket covering every write made so far.
+    fn written(&self) -> WriteTicket;
+
     /// Writes `commit` and waits until it is durable.
     fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
         let ticket = self.write(commit)?;

@@ -305,6 +305,10 @@ impl Store for RocksStore {
         }
     }
 
+    fn written(&self) -> WriteTicket {
+        WriteTicket(self.db.latest_sequence_number())
+    }
+
     fn sync(&self, ticket: WriteTicket) -> Result<(), StoreError> {
         if ticket <= WriteTicket(self.synced_seq.load(Ordering::Acquire)) {
             return Ok(());
