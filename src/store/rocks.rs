@@ -260,8 +260,12 @@ impl Store for RocksStore {
             .db
             .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
             .ok_or_else(|| StoreError::Corrupt("default column family missing".into()))?;
+        // Batches are random lookups (confirming reads): caching their blocks would only
+        // evict hotter ones.
+        let mut read_options = ReadOptions::default();
+        read_options.fill_cache(false);
         self.db
-            .batched_multi_get_cf(&cf, keys.iter(), true)
+            .batched_multi_get_cf_opt(&cf, keys.iter(), true, &read_options)
             .into_iter()
             .map(|r| r.map(|v| v.map(|slice| slice.to_vec())).map_err(io))
             .collect()
