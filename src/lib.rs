@@ -1,9 +1,11 @@
 //! serialgate: a serial-number validation engine for goods receipt.
 //!
-//! Layers, top to bottom: `engine` (the library API: accounts, POs, GRNs, lookups; its
+//! Layers, top to bottom: `server` (TCP connections, auth, commands) over `protocol` (RESP
+//! bytes in and out) → `engine` (the library API: accounts, POs, GRNs, lookups; its
 //! `rules` module holds the USN workflow rules) → `prefilter` (in-memory fingerprints) and
 //! `store` (the `Store` trait, the keyer, value codec and the RocksDB backend). `domain` is
-//! the stored model, `outcome` the replies, `serial` the serial value itself.
+//! the stored model, `outcome` the replies, `serial` the serial value itself, `workload`
+//! deterministic serials for benchmarks and tests.
 
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
