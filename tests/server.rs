@@ -695,3 +695,22 @@ fn prometheus_metrics_on_a_second_listener() {
     assert!(response.contains("serialgate_units_committed_total 2\n"));
     assert!(response.contains("serialgate_prefilter_fingerprints 2\n"));
 }
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _server = Server::start(dir.path(), &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_serialgate"))
+        .args(["serve", "--data"])
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another serialgate process is using it"),
+        "{stderr}"
+    );
+}

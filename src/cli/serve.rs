@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use clap::Args;
 use serialgate::protocol::Limits;
 use serialgate::server::{self, ServerConfig};
@@ -52,8 +52,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         grn_units_max: args.max_grn_units,
         ..EngineConfig::default()
     };
-    let engine = Engine::open(&args.data, engine_config)
-        .with_context(|| format!("opening data directory {}", args.data.display()))?;
+    let engine = Engine::open(&args.data, engine_config).map_err(|e| {
+        let hint = if e.to_string().contains("lock file") {
+            " (another serialgate process is using it)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("opening data directory {}{hint}: {e}", args.data.display())
+    })?;
     let config = ServerConfig {
         requirepass: args.requirepass.filter(|p| !p.is_empty()),
         limits: Limits {
