@@ -230,10 +230,6 @@ impl Engine {
         })
     }
 
-    pub fn config(&self) -> &EngineConfig {
-        &self.config
-    }
-
     pub fn stats(&self) -> EngineStats {
         EngineStats {
             prefilter_fingerprints: self.prefilter.len(),

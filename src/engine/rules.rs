@@ -14,11 +14,6 @@ pub fn auto_grn_allowed(account: &AccountRecord) -> bool {
     }
 }
 
-/// Whether a GRN of this USN type carries serials supplied by the client.
-pub fn grn_takes_client_serials(usn_type: UsnType) -> bool {
-    usn_type != UsnType::GeneratedAtGrn
-}
-
 /// The USN types whose GRN path this engine implements end to end.
 pub fn grn_implemented(usn_type: UsnType) -> bool {
     usn_type == UsnType::SellerAtGrn

@@ -73,11 +73,6 @@ impl Scanner {
         Self::default()
     }
 
-    /// Bytes the caller should at least have before calling again (a hint for reading).
-    pub fn pending_len(&self) -> usize {
-        self.partial.map_or(0, |p| p.pos)
-    }
-
     /// Takes one complete request off the front of `buf`. `Ok(None)`: read more.
     pub fn next(
         &mut self,
@@ -352,7 +347,6 @@ mod tests {
         let req = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n";
         let limits = Limits::default();
         assert_eq!(scanner.next(&req[..20], &limits).unwrap(), None);
-        assert!(scanner.pending_len() > 0);
         let (args, used) = scanner.next(req, &limits).unwrap().unwrap();
         assert_eq!(strs(&args), vec!["SET", "k", "value"]);
         assert_eq!(used, req.len());

@@ -148,16 +148,6 @@ pub fn serial_range_end() -> Vec<u8> {
     vec![TAG_SERIAL + 1]
 }
 
-/// Exclusive end of the keys of one tag and account (for scans such as "every PO").
-pub fn account_tag_range(tag: u8, account: u32) -> (Vec<u8>, Vec<u8>) {
-    let start = with_account(tag, account, &[]);
-    let end = match account.checked_add(1) {
-        Some(next) => with_account(tag, next, &[]),
-        None => vec![tag + 1],
-    };
-    (start, end)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
