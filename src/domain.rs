@@ -51,8 +51,12 @@ pub struct AccountRecord {
     pub tolerance_qty: u64,
     /// Type 5 only: whether auto-GRN is allowed.
     pub auto_grn: bool,
-    /// Prefix of engine-generated serials (types 3–5).
+    /// How engine-generated serials (types 3–5) are spelled: see `generator`.
     pub prefix: String,
+    pub check_char: CheckChar,
+    pub order: SerialOrder,
+    /// Key of the permutation behind `SerialOrder::Random`; drawn once at account creation.
+    pub generator_key: u64,
     pub po_count: u64,
     /// Last id handed out; ids start at 1 so 0 can mean "none" in records.
     pub last_sku_id: u32,
@@ -69,6 +73,28 @@ pub struct AccountRecord {
 pub enum SkuKind {
     Serialized,
     Plain,
+}
+
+/// The check character appended to generated serials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckChar {
+    None,
+    /// Luhn (ISO/IEC 7812) over the counter digits.
+    Luhn,
+    /// GS1 mod-10 (weights 3,1 from the right) over the counter digits.
+    Gs1,
+}
+
+/// Whether generated serials follow the counter or a keyed permutation of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SerialOrder {
+    /// `PREFIX000000000001`, `PREFIX000000000002`, …
+    Sequential,
+    /// The same counter run through a keyed permutation: unique, but not guessable from a
+    /// neighbouring label.
+    Random,
 }
 
 /// Stored under `keys::sku(account, name)`; `keys::sku_name(account, id)` maps back.
@@ -91,14 +117,23 @@ pub struct PoLine {
     pub line_item_number: String,
     pub sku: u32,
     pub ordered: u64,
-    /// Serials generated for this line (type 3) or expected on it (type 1).
+    /// Serials currently generated for this line (type 3) or expected on it (type 1).
     pub generated: u64,
     pub received: u64,
+    /// Serials ever written to this line's list chunks (`keys::ListKind::PoLine`); a PO
+    /// update that replaces a line's serials appends, so this only grows.
+    pub listed: u64,
 }
 
 impl PoLine {
     pub fn outstanding(&self) -> u64 {
         self.ordered.saturating_sub(self.received)
+    }
+
+    /// A line removed by a PO update keeps its place (serial records refer to lines by
+    /// index) with nothing ordered.
+    pub fn is_removed(&self) -> bool {
+        self.ordered == 0
     }
 }
 
@@ -157,6 +192,17 @@ impl SerialState {
     /// Whether a serial in this state keeps its value from being used again.
     pub fn blocks_reuse(self) -> bool {
         !matches!(self, SerialState::Cancelled)
+    }
+
+    /// As the contract spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SerialState::Expected => "expected",
+            SerialState::Generated => "generated",
+            SerialState::Inwarded => "inwarded",
+            SerialState::Outward => "outward",
+            SerialState::Cancelled => "cancelled",
+        }
     }
 }
 

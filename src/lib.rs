@@ -12,6 +12,7 @@
 
 pub mod domain;
 pub mod engine;
+pub mod generator;
 pub mod outcome;
 pub mod prefilter;
 pub mod protocol;

@@ -139,12 +139,61 @@ pub enum PoReply {
         #[serde(rename = "referenceCode")]
         reference_code: String,
         lines: usize,
+        /// Serials now expected on the PO (type 1).
+        expected: u64,
+    },
+    Updated {
+        #[serde(rename = "referenceCode")]
+        reference_code: String,
+        lines: usize,
+        expected: u64,
+        /// Serials whose line changed or went away, now `cancelled`.
+        cancelled: u64,
+    },
+    /// The PO is cancelled (also the answer to cancelling it again).
+    Cancelled {
+        #[serde(rename = "referenceCode")]
+        reference_code: String,
+        /// Unreceived expected/generated serials now `cancelled`.
+        cancelled: u64,
     },
     Rejected {
         #[serde(rename = "referenceCode")]
         reference_code: String,
         errors: Vec<UnitError>,
     },
+}
+
+/// The answer to `OUTWARD` and `RETURN`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum OrderReply {
+    Outward {
+        order: String,
+        units: u64,
+        /// Every unit was already outward on this order: nothing changed.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        replayed: bool,
+    },
+    Returned {
+        order: String,
+        units: u64,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        replayed: bool,
+    },
+    Rejected {
+        order: String,
+        errors: Vec<UnitError>,
+    },
+}
+
+impl OrderReply {
+    pub fn errors(&self) -> &[UnitError] {
+        match self {
+            OrderReply::Rejected { errors, .. } => errors,
+            _ => &[],
+        }
+    }
 }
 
 #[cfg(test)]

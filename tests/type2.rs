@@ -201,7 +201,7 @@ fn every_failing_unit_is_reported_in_one_pass() {
         ("DUP".to_string(), DuplicateInRequest),
         ("OLD1".to_string(), AlreadyInwarded),
         ("OVER2".to_string(), QuantityExceeded),
-        ("PLAIN1".to_string(), SerialsNotAllowed),
+        ("PLAIN1".to_string(), SkuNotSerialized),
         ("QC1".to_string(), QcReasonRequired),
         ("UNKNOWN1".to_string(), UnknownSku),
         ("WRONGSKU1".to_string(), WrongSku),

@@ -1,39 +1,26 @@
-//! The GRN pipeline: validate every unit of a GRN in one pass, then commit it atomically.
+//! The GRN pipeline: validate every unit of a GRN in one pass under the account's USN rule,
+//! then commit it atomically.
 //!
-//! parse (done by the caller) → serial syntax → hash → sort by hash (= key order) →
-//! duplicate-in-request → prefilter → confirm hits with one batched read → item rules →
-//! quantities per PO line → one atomic commit → prefilter insert.
-//!
-//! Every step is over flat arrays indexed by unit number `u32`, in parallel where it pays.
-//! A unit carries at most one outcome code: the first step that fails it decides.
+//! items (type 4: serials generated; auto: outstanding lines added) → batch (syntax, hash,
+//! sort, duplicates, prefilter, confirming reads; `batch`) → the USN rule per unit
+//! (`rules::grn_unit`) → item rules → quantities per PO line → one atomic commit →
+//! prefilter insert.
 
-use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3Default;
 
+use super::batch::{self, Found, SerialRuns, Units, Verdicts, PARALLEL_UNITS_MIN};
 use super::payload::{GrnItem, GrnPayload};
-use super::{check_name, now_ms, rules, Engine, EngineError, Result};
+use super::rules::{self, GrnUnit};
+use super::{check_name, generate, now_ms, Engine, EngineError, Result};
 use crate::domain::{
     AccountRecord, Condition, Event, EventKind, GrnRecord, PoRecord, PoStatus, SerialRecord,
-    SerialState, SkuKind, SkuRecord,
+    SerialState, SkuKind, SkuRecord, UsnType,
 };
 use crate::outcome::{GrnReply, OutcomeCode, UnitError};
-use crate::serial::{self, SerialList};
-use crate::store::{codec, keys, Commit, EntrySink, SortedRuns, StoreError};
-
-/// Serials per stored list chunk (`keys::list_chunk`).
-pub const LIST_CHUNK_SERIALS: usize = 65_536;
-/// Most keys per batched confirming read.
-const CONFIRM_BATCH_KEYS: usize = 2_048;
-/// Threads issuing confirming reads at once (I/O depth, not CPU parallelism).
-const CONFIRM_READERS: usize = 16;
-/// Below this many units a step runs on the calling thread: small GRNs are many and
-/// concurrent, and handing them to the pool only adds thread hand-offs.
-const PARALLEL_UNITS_MIN: usize = 4096;
-/// Entries per SST run below which a bulk commit is not split further.
-const RUN_ENTRIES_MIN: usize = 250_000;
+use crate::serial::SerialList;
+use crate::store::{codec, keys, Commit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrnMode {
@@ -45,122 +32,17 @@ pub enum GrnMode {
     Auto,
 }
 
-/// Where each serial unit of the request lives: unit `u` is serial `u - starts[i]` of item `i`.
-struct Units<'a> {
-    items: &'a [GrnItem],
-    /// `starts[i]` is the first unit of item `i`; `starts[items.len()]` is the unit count.
-    starts: Vec<u32>,
-}
+/// No line: the unit is placed on a line of its item's SKU.
+const BY_SKU: u32 = u32::MAX;
 
-impl<'a> Units<'a> {
-    fn new(items: &'a [GrnItem]) -> Result<Self> {
-        let mut starts = Vec::with_capacity(items.len() + 1);
-        let mut total: u64 = 0;
-        for item in items {
-            starts.push(u32::try_from(total).map_err(|_| too_many(total))?);
-            total += item.serial_count() as u64;
-        }
-        starts.push(u32::try_from(total).map_err(|_| too_many(total))?);
-        Ok(Self { items, starts })
-    }
-
-    fn len(&self) -> usize {
-        *self.starts.last().unwrap_or(&0) as usize
-    }
-
-    #[inline]
-    fn item_of(&self, unit: u32) -> usize {
-        self.starts.partition_point(|&s| s <= unit) - 1
-    }
-
-    fn list(&self, item: usize) -> &'a SerialList {
-        static EMPTY: SerialList = SerialList::new_const();
-        self.items[item].serials.as_ref().unwrap_or(&EMPTY)
-    }
-
-    #[inline]
-    fn serial(&self, unit: u32) -> &'a [u8] {
-        let item = self.item_of(unit);
-        self.list(item).get((unit - self.starts[item]) as usize)
-    }
-
-    fn range(&self, item: usize) -> std::ops::Range<u32> {
-        self.starts[item]..self.starts[item + 1]
-    }
-
-    /// Where a unit was given, for error details: `items[i].serials[j]`.
-    fn position(&self, unit: u32) -> String {
-        let item = self.item_of(unit);
-        format!("items[{item}].serials[{}]", unit - self.starts[item])
-    }
-}
-
-fn too_many(total: u64) -> EngineError {
-    EngineError::Limit(format!("{total} serials in one GRN is past the limit"))
-}
-
-/// Per-unit outcomes of one validation pass.
-struct Verdicts {
-    codes: Vec<Option<OutcomeCode>>,
-    details: HashMap<u32, String>,
-    /// Failures of quantity-only items (no serial to hang them on).
-    item_errors: Vec<UnitError>,
-}
-
-impl Verdicts {
-    fn fail(&mut self, unit: u32, code: OutcomeCode, detail: Option<String>) {
-        let slot = &mut self.codes[unit as usize];
-        if slot.is_none() {
-            *slot = Some(code);
-            if let Some(detail) = detail {
-                self.details.insert(unit, detail);
-            }
-        }
-    }
-
-    fn fail_item(&mut self, units: &Units<'_>, item: usize, code: OutcomeCode, detail: String) {
-        let range = units.range(item);
-        if range.is_empty() {
-            self.item_errors.push(UnitError {
-                serial: None,
-                sku: units.items[item].sku.clone(),
-                code,
-                detail: Some(detail),
-            });
-        } else {
-            for unit in range {
-                self.fail(unit, code, Some(detail.clone()));
-            }
-        }
-    }
-
-    fn is_clean(&self) -> bool {
-        self.item_errors.is_empty() && self.codes.iter().all(Option::is_none)
-    }
-
-    fn into_errors(self, units: &Units<'_>) -> Vec<UnitError> {
-        let Verdicts {
-            codes,
-            mut details,
-            item_errors,
-        } = self;
-        let mut errors: Vec<UnitError> = codes
-            .iter()
-            .enumerate()
-            .filter_map(|(unit, code)| {
-                let code = (*code)?;
-                let unit = unit as u32;
-                Some(UnitError {
-                    serial: Some(String::from_utf8_lossy(units.serial(unit)).into_owned()),
-                    sku: units.items[units.item_of(unit)].sku.clone(),
-                    code,
-                    detail: details.remove(&unit),
-                })
-            })
-            .collect();
-        errors.extend(item_errors);
-        errors
-    }
+/// One item of the GRN as the pipeline sees it: the payload's item, or one added by auto
+/// mode, with its serials (given, generated or drawn from the pool).
+struct Item<'a> {
+    given: &'a GrnItem,
+    serials: &'a SerialList,
+    sku: Option<SkuRecord>,
+    /// Serials made by the engine for this item (type 4), so none were required of the client.
+    generated: bool,
 }
 
 /// xxh3-128 of everything that makes a GRN request what it is, so a retry can be recognised.
@@ -209,15 +91,10 @@ fn fingerprint(payload: &GrnPayload, mode: GrnMode) -> [u8; 16] {
     h.digest128().to_le_bytes()
 }
 
-/// How the units of one item are spread over PO lines: `(first unit, end unit, line)`.
+/// How units are spread over PO lines: `(first unit, end unit, line)`, ascending.
 type LineSpans = Vec<(u32, u32, usize)>;
 
-pub(super) fn receive(
-    engine: &Engine,
-    account: &str,
-    payload: &GrnPayload,
-    mode: GrnMode,
-) -> Result<GrnReply> {
+fn check_request(engine: &Engine, payload: &GrnPayload, mode: GrnMode) -> Result<()> {
     check_name("grnId", &payload.grn_id)?;
     check_name("referenceCode", &payload.reference_code)?;
     let mut declared_units: u64 = 0;
@@ -258,11 +135,21 @@ pub(super) fn receive(
             "a GRN needs at least one item".into(),
         ));
     }
+    Ok(())
+}
 
+pub(super) fn receive(
+    engine: &Engine,
+    account: &str,
+    payload: &GrnPayload,
+    mode: GrnMode,
+) -> Result<GrnReply> {
+    check_request(engine, payload, mode)?;
     engine.check_healthy()?;
     let slot = engine.slot(account)?;
     let guard = slot.lock.lock();
     let mut account_record = engine.account_record(account)?;
+    let usn = account_record.usn_type;
 
     if mode == GrnMode::Auto && !rules::auto_grn_allowed(&account_record) {
         return Ok(GrnReply::Rejected {
@@ -271,18 +158,14 @@ pub(super) fn receive(
                 serial: None,
                 sku: None,
                 code: OutcomeCode::AutoGrnNotSupported,
-                detail: Some(format!(
-                    "USN type {} accounts do not take auto-GRN",
-                    account_record.usn_type.number()
-                )),
+                detail: Some(match usn {
+                    UsnType::Pool => {
+                        "auto-GRN is off for this USN type 5 account (AUTOGRN on)".to_string()
+                    }
+                    _ => format!("USN type {} accounts do not take auto-GRN", usn.number()),
+                }),
             }],
         });
-    }
-    if !rules::grn_implemented(account_record.usn_type) {
-        return Err(EngineError::Unsupported(format!(
-            "receiving for USN type {} is not supported yet",
-            account_record.usn_type.number()
-        )));
     }
 
     let fingerprint = fingerprint(payload, mode);
@@ -291,6 +174,12 @@ pub(super) fn receive(
         if existing.fingerprint != fingerprint {
             return Err(EngineError::GrnExists(payload.grn_id.clone()));
         }
+        let serials = if existing.generated_count > 0 {
+            let (start, end) = keys::list_range(slot.id, keys::ListKind::Grn, existing.seq.into());
+            to_strings(&batch::read_lists(engine, &start, &end)?)
+        } else {
+            Vec::new()
+        };
         // The original may still be waiting for its sync (early lock release): a replay must
         // not acknowledge it before it is durable.
         let ticket = engine.store.written();
@@ -299,7 +188,7 @@ pub(super) fn receive(
         return Ok(GrnReply::Committed {
             grn_id: existing.grn_id,
             units: existing.units,
-            serials: Vec::new(),
+            serials,
             replayed: true,
         });
     }
@@ -308,50 +197,74 @@ pub(super) fn receive(
     if po.status == PoStatus::Cancelled {
         return Err(EngineError::PoCancelled(po.reference_code));
     }
-
-    let units = Units::new(&payload.items)?;
-    let mut verdicts = Verdicts {
-        codes: vec![None; units.len()],
-        details: HashMap::new(),
-        item_errors: Vec::new(),
-    };
-
-    // Syntax and hash, in parallel; `keyed` holds (hash, unit) of every well-formed serial.
     let started = Instant::now();
-    let mut keyed = hash_units(&units, slot.id, &mut verdicts);
-    let hashed = started.elapsed();
 
-    // Sort by hash = key order; equal hashes are resolved by serial bytes.
-    if keyed.len() < PARALLEL_UNITS_MIN {
-        keyed.sort_unstable();
-    } else {
-        keyed.par_sort_unstable();
-    }
-    let sorted = started.elapsed();
-    mark_duplicates(&mut keyed, &units, &mut verdicts);
-
-    // Prefilter, then confirm its hits against storage.
-    let mut maybe = vec![false; keyed.len()];
-    engine
-        .prefilter
-        .probe_sorted(&keyed, |entry| entry.0, &mut maybe);
-    let reused = confirm_hits(engine, slot.id, &keyed, &maybe, &units, &mut verdicts)?;
-    let confirmed = started.elapsed();
-    drop(maybe);
-
-    // Item rules and quantities.
+    // Items: the payload's, then (auto mode) one per serialized line it does not name.
     let skus = resolve_skus(engine, slot.id, &payload.items)?;
-    check_items(&units, &skus, &po, &mut verdicts);
-    let kinds = match mode {
-        GrnMode::Auto => Some(line_kinds(engine, slot.id, &po)?),
-        _ => None,
-    };
+    let kinds = line_kinds(engine, slot.id, &po)?;
+    let mut extra: Vec<GrnItem> = Vec::new();
+    if mode == GrnMode::Auto && matches!(usn, UsnType::GeneratedAtGrn | UsnType::Pool) {
+        extra = outstanding_items(engine, slot.id, &account_record, &po, &kinds, &skus)?;
+    }
+    let extra_skus = resolve_skus(engine, slot.id, &extra)?;
+    // Serials the engine makes: type 4 items of a serialized SKU given by quantity.
+    let generated_counter = account_record.last_serial_counter + 1;
+    let mut generated: Vec<Option<SerialList>> = Vec::new();
+    for (item, sku) in payload
+        .items
+        .iter()
+        .zip(&skus)
+        .chain(extra.iter().zip(&extra_skus))
+    {
+        let make = usn == UsnType::GeneratedAtGrn
+            && item.serials.is_none()
+            && sku.as_ref().is_some_and(|s| s.kind == SkuKind::Serialized);
+        generated.push(match (make, item.quantity) {
+            (true, Some(quantity)) => Some(generate::draw(
+                engine,
+                slot.id,
+                &mut account_record,
+                quantity,
+            )?),
+            _ => None,
+        });
+    }
+    static EMPTY: SerialList = SerialList::new_const();
+    let items: Vec<Item<'_>> = payload
+        .items
+        .iter()
+        .chain(&extra)
+        .zip(skus.into_iter().chain(extra_skus))
+        .zip(&generated)
+        .map(|((given, sku), made)| Item {
+            given,
+            serials: made.as_ref().or(given.serials.as_ref()).unwrap_or(&EMPTY),
+            sku,
+            generated: made.is_some(),
+        })
+        .collect();
+    let generated_count: u64 = generated.iter().flatten().map(|l| l.len() as u64).sum();
+
+    let units = Units::new(
+        items.iter().map(|i| i.serials).collect(),
+        items.iter().map(|i| i.given.sku.as_deref()).collect(),
+    )?;
+    let mut verdicts = Verdicts::new(units.len());
+    let keyed = batch::keyed_units(&units, slot.id, &mut verdicts);
+    let hashed = started.elapsed();
+    let found = batch::lookup(engine, slot.id, &keyed, &units)?;
+    let confirmed = started.elapsed();
+
+    // The USN rule per unit; types 1 and 3 bind a unit to the line its serial belongs to.
+    let bound = apply_unit_rule(usn, &po, &items, &units, &keyed, &found, &mut verdicts);
+    check_items(usn, &items, &units, &po, &mut verdicts);
     let (spans, plain) = allocate(
         &account_record,
         &po,
+        &items,
         &units,
-        &skus,
-        kinds.as_deref(),
+        &bound,
+        (mode == GrnMode::Auto).then_some(kinds.as_slice()),
         &mut verdicts,
     );
 
@@ -367,9 +280,8 @@ pub(super) fn receive(
         tracing::debug!(
             grn = %payload.grn_id,
             serials = keyed.len(),
-            hash_ms = ms(hashed),
-            sort_ms = ms(sorted - hashed),
-            probe_confirm_ms = ms(confirmed - sorted),
+            hash_sort_ms = ms(hashed),
+            probe_confirm_ms = ms(confirmed - hashed),
             rules_ms = ms(validated - confirmed),
             commit_ms = ms(committed - validated),
             "GRN {outcome}"
@@ -400,7 +312,7 @@ pub(super) fn receive(
     let now = now_ms();
     account_record.last_grn_seq += 1;
     let seq = account_record.last_grn_seq;
-    let values = Values::build(&units, &skus, &po, &spans, seq, now, reused);
+    let values = Values::build(&items, &units, &po, &spans, seq, now);
     for (line, quantity) in spans
         .iter()
         .map(|(start, end, line)| (*line, u64::from(end - start)))
@@ -416,8 +328,12 @@ pub(super) fn receive(
         fingerprint,
         units: total_units,
         serials: units.len() as u64,
-        generated_first: 0,
-        generated_count: 0,
+        generated_first: if generated_count > 0 {
+            generated_counter
+        } else {
+            0
+        },
+        generated_count,
         invoice_number: payload.invoice_number.clone(),
         committed_at_ms: now,
     };
@@ -429,9 +345,18 @@ pub(super) fn receive(
             keys::grn_id(slot.id, seq),
             payload.grn_id.as_bytes().to_vec(),
         ),
+        (keys::po_grn(slot.id, po.id, seq), Vec::new()),
     ];
-    puts.extend(list_chunks(slot.id, seq, &units));
-    let runs = GrnRuns::new(slot.id, &keyed, &units, &values);
+    puts.extend(batch::list_chunks(
+        slot.id,
+        keys::ListKind::Grn,
+        seq.into(),
+        0,
+        (0..units.len() as u32).map(|u| units.serial(u)),
+        1,
+    ));
+    let value = |index: usize, unit: u32, out: &mut Vec<u8>| values.write(&found, index, unit, out);
+    let runs = SerialRuns::new(slot.id, &keyed, &units, &value);
     // The prefilter is filled while the commit is written: if the commit fails, the extra
     // fingerprints are harmless (the prefilter only has to be a superset of what is stored).
     let write = || {
@@ -455,144 +380,106 @@ pub(super) fn receive(
     drop(guard);
     engine.sync(ticket)?;
     log_stages("committed", validated, started.elapsed());
+    let serials = generated.iter().flatten().flat_map(to_strings).collect();
     Ok(GrnReply::Committed {
         grn_id: payload.grn_id.clone(),
         units: total_units,
-        serials: Vec::new(),
+        serials,
         replayed: false,
     })
 }
 
-fn hash_units(units: &Units<'_>, account: u32, verdicts: &mut Verdicts) -> Vec<(u64, u32)> {
-    let mut keyed: Vec<(u64, u32)> = Vec::with_capacity(units.len());
-    for item in 0..units.items.len() {
-        let list = units.list(item);
-        let base = units.starts[item];
-        let keyed_unit = |j: usize| {
-            let serial = list.get(j);
-            serial::check_syntax(serial).ok()?;
-            Some((serial::serial_hash(account, serial), base + j as u32))
-        };
-        if list.len() < PARALLEL_UNITS_MIN {
-            keyed.extend((0..list.len()).filter_map(keyed_unit));
-        } else {
-            keyed.par_extend((0..list.len()).into_par_iter().filter_map(keyed_unit));
-        }
-    }
-    if keyed.len() < units.len() {
-        for unit in 0..units.len() as u32 {
-            if let Err(e) = serial::check_syntax(units.serial(unit)) {
-                verdicts.fail(unit, OutcomeCode::InvalidSerial, Some(e.to_string()));
-            }
-        }
-    }
-    keyed
+pub(super) fn to_strings(list: &SerialList) -> Vec<String> {
+    list.iter()
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
 }
 
-/// `keyed` is sorted by (hash, unit). Within each run of equal hashes, orders by serial bytes
-/// (key order) and drops every repeat of a serial, failing it as `DUPLICATE_IN_REQUEST`.
-fn mark_duplicates(keyed: &mut Vec<(u64, u32)>, units: &Units<'_>, verdicts: &mut Verdicts) {
-    let mut repeats: HashSet<u32> = HashSet::new();
-    let mut i = 0;
-    while i < keyed.len() {
-        let mut j = i + 1;
-        while j < keyed.len() && keyed[j].0 == keyed[i].0 {
-            j += 1;
-        }
-        if j - i > 1 {
-            let run = &mut keyed[i..j];
-            run.sort_by(|a, b| units.serial(a.1).cmp(units.serial(b.1)).then(a.1.cmp(&b.1)));
-            let mut first = run[0].1;
-            for &(_, unit) in &run[1..] {
-                if units.serial(unit) == units.serial(first) {
-                    repeats.insert(unit);
-                    verdicts.fail(
-                        unit,
-                        OutcomeCode::DuplicateInRequest,
-                        Some(format!("first given at {}", units.position(first))),
-                    );
-                } else {
-                    first = unit;
-                }
-            }
-        }
-        i = j;
-    }
-    if !repeats.is_empty() {
-        keyed.retain(|(_, unit)| !repeats.contains(unit));
-    }
-}
-
-/// Reads the stored records of prefilter hits in batches and applies the type 2 rule.
-/// Returns the records of values that may be used again (cancelled), whose history the new
-/// record keeps.
-fn confirm_hits(
+/// Auto mode, types 4 and 5: one item per serialized line whose SKU the payload does not
+/// name, for everything outstanding on it. Type 4 generates its serials later; type 5 draws
+/// unused pooled serials of the SKU (or unbound ones), oldest first.
+fn outstanding_items(
     engine: &Engine,
     account: u32,
-    keyed: &[(u64, u32)],
-    maybe: &[bool],
-    units: &Units<'_>,
-    verdicts: &mut Verdicts,
-) -> Result<HashMap<u32, SerialRecord>> {
-    let hits: Vec<(u64, u32)> = keyed
-        .iter()
-        .zip(maybe)
-        .filter(|(_, m)| **m)
-        .map(|(entry, _)| *entry)
-        .collect();
-    // Confirming reads are latency-bound (they often miss the page cache: ingested files
-    // are written past it), so batches are read by up to CONFIRM_READERS threads at once
-    // rather than on the CPU pool. Verdicts are applied in order afterwards.
-    type Found = Result<Vec<(u32, Vec<u8>)>>;
-    let read_batch = |batch: &[(u64, u32)]| -> Found {
-        let batch_keys: Vec<Vec<u8>> = batch
-            .iter()
-            .map(|(hash, unit)| keys::serial(account, *hash, units.serial(*unit)))
-            .collect();
-        let values = engine.store.multi_get_sorted(&batch_keys)?;
-        Ok(batch
-            .iter()
-            .zip(values)
-            .filter_map(|((_, unit), value)| Some((*unit, value?)))
-            .collect())
-    };
-    let batch_len = hits
-        .len()
-        .div_ceil(CONFIRM_READERS)
-        .clamp(1, CONFIRM_BATCH_KEYS);
-    let found: Vec<Found> = if hits.len() <= batch_len {
-        vec![read_batch(&hits)]
-    } else {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let batches: Vec<&[(u64, u32)]> = hits.chunks(batch_len).collect();
-        let mut results: Vec<Option<Found>> = (0..batches.len()).map(|_| None).collect();
-        let slots: Vec<parking_lot::Mutex<&mut Option<_>>> =
-            results.iter_mut().map(parking_lot::Mutex::new).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..CONFIRM_READERS.min(batches.len()) {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(batch) = batches.get(i) else { break };
-                    **slots[i].lock() = Some(read_batch(batch));
-                });
-            }
-        });
-        drop(slots);
-        results.into_iter().flatten().collect()
-    };
-    let mut reused = HashMap::new();
-    for batch in found {
-        for (unit, bytes) in batch? {
-            let record: SerialRecord = codec::decode(&bytes)?;
-            match rules::seller_serial_conflict(&record) {
-                Some((code, detail)) => verdicts.fail(unit, code, Some(detail.to_string())),
-                None => {
-                    reused.insert(unit, record);
-                }
-            }
+    record: &AccountRecord,
+    po: &PoRecord,
+    kinds: &[SkuKind],
+    named: &[Option<SkuRecord>],
+) -> Result<Vec<GrnItem>> {
+    let mut wanted: Vec<(u32, u64)> = Vec::new();
+    for (line, kind) in po.lines.iter().zip(kinds) {
+        let outstanding = rules::line_capacity(record, line).min(line.outstanding());
+        if *kind != SkuKind::Serialized
+            || outstanding == 0
+            || named.iter().flatten().any(|s| s.id == line.sku)
+        {
+            continue;
+        }
+        match wanted.iter_mut().find(|(sku, _)| *sku == line.sku) {
+            Some((_, n)) => *n += outstanding,
+            None => wanted.push((line.sku, outstanding)),
         }
     }
-    Ok(reused)
+    let pooled = match record.usn_type {
+        UsnType::Pool => Some(generate::draw_pool(engine, account, &wanted)?),
+        _ => None,
+    };
+    let mut items = Vec::with_capacity(wanted.len());
+    for (i, (sku, quantity)) in wanted.into_iter().enumerate() {
+        let name = engine.sku_name(account, sku)?.unwrap_or_default();
+        let serials = pooled.as_ref().map(|p| p[i].clone());
+        items.push(GrnItem {
+            sku: Some(name),
+            quantity: if serials.is_some() {
+                None
+            } else {
+                Some(quantity)
+            },
+            serials,
+            ..GrnItem::default()
+        });
+    }
+    Ok(items)
+}
+
+/// Applies the account's USN rule to every unit found (or not) in storage. Returns, for
+/// types 1 and 3, the line each unit's serial belongs to (`BY_SKU` otherwise).
+fn apply_unit_rule(
+    usn: UsnType,
+    po: &PoRecord,
+    items: &[Item<'_>],
+    units: &Units<'_>,
+    keyed: &[(u64, u32)],
+    found: &Found,
+    verdicts: &mut Verdicts,
+) -> Vec<u32> {
+    let binds = matches!(usn, UsnType::SellerOnPo | UsnType::GeneratedForPo);
+    let mut bound = if binds {
+        vec![BY_SKU; units.len()]
+    } else {
+        Vec::new()
+    };
+    let mut next_found = found.0.iter().peekable();
+    for (index, &(_, unit)) in keyed.iter().enumerate() {
+        let existing = match next_found.peek() {
+            Some((i, record)) if *i == index => {
+                next_found.next();
+                Some(record)
+            }
+            _ => None,
+        };
+        // Fresh values of types 2 and 4 need no rule beyond "not found".
+        if existing.is_none() && !binds && usn != UsnType::Pool {
+            continue;
+        }
+        let item_sku = items[units.item_of(unit)].sku.as_ref().map(|s| s.id);
+        match rules::grn_unit(usn, po.id, item_sku, existing) {
+            GrnUnit::Fail(code, detail) => verdicts.fail(unit, code, Some(detail.into())),
+            GrnUnit::OnLine { line, .. } => bound[unit as usize] = line,
+            GrnUnit::New | GrnUnit::Reused | GrnUnit::Pooled { .. } => {}
+        }
+    }
+    bound
 }
 
 fn resolve_skus(
@@ -600,7 +487,8 @@ fn resolve_skus(
     account: u32,
     items: &[GrnItem],
 ) -> Result<Vec<Option<SkuRecord>>> {
-    let mut cache: HashMap<&str, Option<SkuRecord>> = HashMap::new();
+    let mut cache: std::collections::HashMap<&str, Option<SkuRecord>> =
+        std::collections::HashMap::new();
     items
         .iter()
         .map(|item| {
@@ -618,15 +506,36 @@ fn resolve_skus(
 }
 
 fn check_items(
+    usn: UsnType,
+    items: &[Item<'_>],
     units: &Units<'_>,
-    skus: &[Option<SkuRecord>],
     po: &PoRecord,
     verdicts: &mut Verdicts,
 ) {
-    for (i, item) in units.items.iter().enumerate() {
-        let name = item.sku.as_deref().unwrap_or("");
-        let Some(sku) = &skus[i] else {
-            let detail = if item.sku.is_none() {
+    for (i, item) in items.iter().enumerate() {
+        let given = item.given;
+        let name = given.sku.as_deref().unwrap_or("");
+        if given.condition == Some(Condition::Bad) && given.qc_reason.is_none() {
+            verdicts.fail_item(
+                units,
+                i,
+                OutcomeCode::QcReasonRequired,
+                "units in bad condition need a qcReason".into(),
+            );
+        }
+        if usn == UsnType::GeneratedAtGrn && given.serials.is_some() {
+            verdicts.fail_item(
+                units,
+                i,
+                OutcomeCode::SerialsNotAllowed,
+                "USN type 4 serials are generated by the GRN: give a quantity".into(),
+            );
+        }
+        let Some(sku) = &item.sku else {
+            if given.sku.is_none() && rules::sku_from_serial(usn) && !item.serials.is_empty() {
+                continue;
+            }
+            let detail = if given.sku.is_none() {
                 "item has no sku".to_string()
             } else {
                 format!("SKU {name:?} is not registered")
@@ -635,29 +544,27 @@ fn check_items(
             continue;
         };
         match sku.kind {
-            SkuKind::Plain if item.serial_count() > 0 => verdicts.fail_item(
+            SkuKind::Plain if !item.serials.is_empty() => verdicts.fail_item(
                 units,
                 i,
-                OutcomeCode::SerialsNotAllowed,
+                OutcomeCode::SkuNotSerialized,
                 format!("SKU {name:?} is plain: receive it by quantity"),
             ),
-            SkuKind::Serialized if item.serial_count() == 0 => verdicts.fail_item(
-                units,
-                i,
-                OutcomeCode::SerialsRequired,
-                format!("SKU {name:?} is serialized: give one serial per unit"),
-            ),
+            SkuKind::Serialized if item.serials.is_empty() && !item.generated => {
+                let detail = if usn == UsnType::GeneratedAtGrn {
+                    format!("SKU {name:?} is serialized: give a quantity to generate")
+                } else {
+                    format!("SKU {name:?} is serialized: give one serial per unit")
+                };
+                verdicts.fail_item(units, i, OutcomeCode::SerialsRequired, detail)
+            }
             _ => {}
         }
-        if item.condition == Some(Condition::Bad) && item.qc_reason.is_none() {
-            verdicts.fail_item(
-                units,
-                i,
-                OutcomeCode::QcReasonRequired,
-                "units in bad condition need a qcReason".into(),
-            );
-        }
-        if !po.lines.iter().any(|line| line.sku == sku.id) {
+        if !po
+            .lines
+            .iter()
+            .any(|line| line.sku == sku.id && !line.is_removed())
+        {
             verdicts.fail_item(
                 units,
                 i,
@@ -668,43 +575,44 @@ fn check_items(
     }
 }
 
-/// Spreads units over the PO lines of their SKU, in request order, each line up to its
-/// capacity; units past every line's capacity fail with `QUANTITY_EXCEEDED`. In auto mode,
-/// plain lines are received in full and serialized lines must be covered exactly.
+/// Spreads units over PO lines, in request order, each line up to its capacity: a unit
+/// bound to a line (types 1, 3) goes there, others go to the lines of their item's SKU.
+/// Units past every capacity fail with `QUANTITY_EXCEEDED`. In auto mode, plain lines are
+/// received in full and serialized lines must be covered exactly.
 /// Returns the serial spans per line and the plain quantities per line.
 fn allocate(
     account: &AccountRecord,
     po: &PoRecord,
+    items: &[Item<'_>],
     units: &Units<'_>,
-    skus: &[Option<SkuRecord>],
+    bound: &[u32],
     line_kinds: Option<&[SkuKind]>,
     verdicts: &mut Verdicts,
 ) -> (LineSpans, Vec<(usize, u64)>) {
-    let auto = line_kinds.is_some();
     let mut capacity: Vec<u64> = po
         .lines
         .iter()
         .map(|line| rules::line_capacity(account, line))
         .collect();
-    let mut spans = Vec::new();
+    let mut spans: LineSpans = Vec::new();
     let mut plain = Vec::new();
-    for (i, item) in units.items.iter().enumerate() {
-        let Some(sku) = &skus[i] else { continue };
-        let lines: Vec<usize> = (0..po.lines.len())
-            .filter(|&l| po.lines[l].sku == sku.id)
-            .collect();
-        if lines.is_empty() {
-            continue;
-        }
+    for (i, item) in items.iter().enumerate() {
+        let sku_lines: Vec<usize> = match &item.sku {
+            Some(sku) => (0..po.lines.len())
+                .filter(|&l| po.lines[l].sku == sku.id)
+                .collect(),
+            None => Vec::new(),
+        };
         let range = units.range(i);
         if range.is_empty() {
-            let wanted = match (sku.kind, item.quantity) {
+            let Some(sku) = &item.sku else { continue };
+            let wanted = match (sku.kind, item.given.quantity) {
                 (SkuKind::Plain, Some(q)) => q,
-                (SkuKind::Plain, None) if auto => continue,
+                (SkuKind::Plain, None) if line_kinds.is_some() => continue,
                 (SkuKind::Plain, None) => {
                     verdicts.item_errors.push(UnitError {
                         serial: None,
-                        sku: item.sku.clone(),
+                        sku: item.given.sku.clone(),
                         code: OutcomeCode::QuantityExceeded,
                         detail: Some("plain items need a quantity".into()),
                     });
@@ -713,7 +621,7 @@ fn allocate(
                 (SkuKind::Serialized, _) => continue,
             };
             let mut left = wanted;
-            for &line in &lines {
+            for &line in &sku_lines {
                 let take = left.min(capacity[line]);
                 if take > 0 {
                     capacity[line] -= take;
@@ -721,12 +629,12 @@ fn allocate(
                     plain.push((line, take));
                 }
             }
-            if left > 0 {
+            if left > 0 && !sku_lines.is_empty() {
                 verdicts.item_errors.push(UnitError {
                     serial: None,
-                    sku: item.sku.clone(),
+                    sku: item.given.sku.clone(),
                     code: OutcomeCode::QuantityExceeded,
-                    detail: Some(exceeded_detail(po, item, left, wanted)),
+                    detail: Some(exceeded_detail(po, item.given, left, wanted)),
                 });
             }
             continue;
@@ -737,16 +645,29 @@ fn allocate(
         let mut line_at = 0;
         // Spans never cross items: each item has its own attributes (condition, bin, …).
         let item_spans_from = spans.len();
-        for unit in range {
-            if verdicts.codes[unit as usize].is_some() {
+        for unit in range.clone() {
+            if verdicts.failed(unit) {
                 continue;
             }
-            while line_at < lines.len() && capacity[lines[line_at]] == 0 {
-                line_at += 1;
-            }
-            let Some(&line) = lines.get(line_at) else {
-                overflow.push(unit);
-                continue;
+            let line = match bound.get(unit as usize) {
+                Some(&line) if line != BY_SKU => {
+                    let line = line as usize;
+                    if capacity.get(line).copied().unwrap_or(0) == 0 {
+                        overflow.push(unit);
+                        continue;
+                    }
+                    line
+                }
+                _ => {
+                    while line_at < sku_lines.len() && capacity[sku_lines[line_at]] == 0 {
+                        line_at += 1;
+                    }
+                    let Some(&line) = sku_lines.get(line_at) else {
+                        overflow.push(unit);
+                        continue;
+                    };
+                    line
+                }
             };
             capacity[line] -= 1;
             match spans[item_spans_from..].last_mut() {
@@ -755,12 +676,7 @@ fn allocate(
             }
         }
         if !overflow.is_empty() {
-            let detail = exceeded_detail(
-                po,
-                item,
-                overflow.len() as u64,
-                u64::from(units.range(i).len() as u32),
-            );
+            let detail = exceeded_detail(po, item.given, overflow.len() as u64, range.len() as u64);
             for unit in overflow {
                 verdicts.fail(unit, OutcomeCode::QuantityExceeded, Some(detail.clone()));
             }
@@ -768,12 +684,14 @@ fn allocate(
     }
     if let Some(kinds) = line_kinds {
         for (line, po_line) in po.lines.iter().enumerate() {
-            let left = capacity[line];
+            // Auto-GRN receives what is outstanding, never the tolerance on top.
+            let left = capacity[line].min(po_line.outstanding());
             if left == 0 {
                 continue;
             }
             if kinds[line] == SkuKind::Plain {
                 plain.push((line, left));
+                capacity[line] -= left;
             } else {
                 verdicts.item_errors.push(UnitError {
                     serial: None,
@@ -811,144 +729,65 @@ fn line_kinds(engine: &Engine, account: u32, po: &PoRecord) -> Result<Vec<SkuKin
         .collect()
 }
 
-/// The encoded records of a GRN's units: one value per (item, line) span, plus one per
-/// reused value (which keeps its earlier history).
+/// The records a GRN writes: one shared encoded value per (item, line) span for values new
+/// to the account; a value with a stored record keeps its history and gets an event.
 struct Values {
-    /// `(first unit, value index)`, ascending by first unit; a span covers up to the next.
-    spans: Vec<(u32, usize)>,
-    values: Vec<Vec<u8>>,
-    reused: HashMap<u32, Vec<u8>>,
+    /// `(first unit, record)`, ascending by first unit; a span covers up to the next.
+    spans: Vec<(u32, SerialRecord)>,
+    encoded: Vec<Vec<u8>>,
 }
 
 impl Values {
     fn build(
+        items: &[Item<'_>],
         units: &Units<'_>,
-        skus: &[Option<SkuRecord>],
         po: &PoRecord,
         spans: &LineSpans,
         grn: u32,
         now: u64,
-        reused: HashMap<u32, SerialRecord>,
     ) -> Self {
-        let record_for = |item: usize, line: usize| SerialRecord {
-            state: SerialState::Inwarded,
-            sku: skus[item].as_ref().map_or(0, |s| s.id),
-            po: po.id,
-            line: line as u32,
-            grn,
-            condition: units.items[item].condition.unwrap_or(Condition::Good),
-            bin: units.items[item].bin.clone(),
-            qc_reason: units.items[item].qc_reason.clone(),
-            order: None,
-            history: vec![Event {
-                at_ms: now,
-                kind: EventKind::Inwarded { grn },
-            }],
-        };
         let mut sorted = spans.clone();
         sorted.sort_unstable();
-        let mut out = Values {
-            spans: Vec::with_capacity(sorted.len()),
-            values: Vec::with_capacity(sorted.len()),
-            reused: HashMap::with_capacity(reused.len()),
-        };
-        let mut records = Vec::with_capacity(sorted.len());
-        for (start, _, line) in &sorted {
-            let record = record_for(units.item_of(*start), *line);
-            out.spans.push((*start, out.values.len()));
-            out.values.push(codec::encode(&record));
-            records.push((*start, record));
-        }
-        for (unit, mut old) in reused {
-            let span = records.partition_point(|(s, _)| *s <= unit) - 1;
-            let mut record = records[span].1.clone();
-            old.history.append(&mut record.history);
-            record.history = old.history;
-            out.reused.insert(unit, codec::encode(&record));
-        }
-        out
+        let spans: Vec<(u32, SerialRecord)> = sorted
+            .iter()
+            .map(|&(start, _, line)| {
+                let given = items[units.item_of(start)].given;
+                (
+                    start,
+                    SerialRecord {
+                        state: SerialState::Inwarded,
+                        sku: po.lines[line].sku,
+                        po: po.id,
+                        line: line as u32,
+                        grn,
+                        condition: given.condition.unwrap_or(Condition::Good),
+                        bin: given.bin.clone(),
+                        qc_reason: given.qc_reason.clone(),
+                        order: None,
+                        history: vec![Event {
+                            at_ms: now,
+                            kind: EventKind::Inwarded { grn },
+                        }],
+                    },
+                )
+            })
+            .collect();
+        let encoded = spans.iter().map(|(_, r)| codec::encode(r)).collect();
+        Self { spans, encoded }
     }
 
-    #[inline]
-    fn of(&self, unit: u32) -> &[u8] {
-        if !self.reused.is_empty() {
-            if let Some(value) = self.reused.get(&unit) {
-                return value;
+    /// Writes the value of unit `unit` (`keyed[index]`) into `out`.
+    fn write(&self, found: &Found, index: usize, unit: u32, out: &mut Vec<u8>) {
+        let span = self.spans.partition_point(|(s, _)| *s <= unit) - 1;
+        match found.get(index) {
+            None => out.extend_from_slice(&self.encoded[span]),
+            Some(old) => {
+                let new = &self.spans[span].1;
+                let mut record = new.clone();
+                record.history = old.history.clone();
+                record.history.extend(new.history.iter().cloned());
+                codec::encode_into(&record, out);
             }
         }
-        let span = self.spans.partition_point(|(s, _)| *s <= unit) - 1;
-        &self.values[self.spans[span].1]
     }
-}
-
-/// The serial entries of a GRN as sorted runs: `keyed` cut into contiguous pieces, one SST
-/// each when the commit is large.
-struct GrnRuns<'a> {
-    account: u32,
-    keyed: &'a [(u64, u32)],
-    bounds: Vec<usize>,
-    units: &'a Units<'a>,
-    values: &'a Values,
-}
-
-impl<'a> GrnRuns<'a> {
-    fn new(
-        account: u32,
-        keyed: &'a [(u64, u32)],
-        units: &'a Units<'a>,
-        values: &'a Values,
-    ) -> Self {
-        let threads = rayon::current_num_threads().max(1);
-        let runs = keyed.len().div_ceil(RUN_ENTRIES_MIN).clamp(1, threads);
-        let bounds = (0..=runs).map(|i| i * keyed.len() / runs).collect();
-        Self {
-            account,
-            keyed,
-            bounds,
-            units,
-            values,
-        }
-    }
-}
-
-impl SortedRuns for GrnRuns<'_> {
-    fn run_count(&self) -> usize {
-        self.bounds.len() - 1
-    }
-
-    fn run_len(&self, run: usize) -> usize {
-        self.bounds[run + 1] - self.bounds[run]
-    }
-
-    fn emit(&self, run: usize, sink: &mut EntrySink<'_>) -> Result<(), StoreError> {
-        let mut key = Vec::with_capacity(keys::SERIAL_KEY_HEADER_LEN + serial::SERIAL_LEN_MAX);
-        for &(hash, unit) in &self.keyed[self.bounds[run]..self.bounds[run + 1]] {
-            keys::serial_into(&mut key, self.account, hash, self.units.serial(unit));
-            sink(&key, self.values.of(unit))?;
-        }
-        Ok(())
-    }
-}
-
-/// The GRN's serials in request order, as list chunks: `[len: u8][bytes]` repeated.
-fn list_chunks(account: u32, seq: u32, units: &Units<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut chunks = Vec::new();
-    let total = units.len();
-    let mut unit = 0usize;
-    while unit < total {
-        let end = (unit + LIST_CHUNK_SERIALS).min(total);
-        let mut value = Vec::with_capacity((end - unit) * 21);
-        for u in unit..end {
-            let serial = units.serial(u as u32);
-            value.push(serial.len() as u8);
-            value.extend_from_slice(serial);
-        }
-        let chunk = (unit / LIST_CHUNK_SERIALS) as u32;
-        chunks.push((
-            keys::list_chunk(account, keys::ListKind::Grn, u64::from(seq), chunk),
-            value,
-        ));
-        unit = end;
-    }
-    chunks
 }

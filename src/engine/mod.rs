@@ -7,8 +7,13 @@
 //! What does not live here: the USN rules themselves (`rules`), key bytes (`store::keys`),
 //! anything of the line protocol.
 
+mod batch;
+mod generate;
 mod grn;
+mod lifecycle;
 pub mod payload;
+mod po;
+mod report;
 pub mod rules;
 
 use std::collections::{HashMap, HashSet};
@@ -22,17 +27,20 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::domain::{
-    AccountRecord, Condition, EventKind, PoLine, PoRecord, PoStatus, SerialRecord, SerialState,
-    SkuKind, SkuRecord, UsnType,
+    AccountRecord, CheckChar, Condition, EventKind, PoRecord, PoStatus, SerialOrder, SerialRecord,
+    SerialState, SkuKind, SkuRecord, UsnType,
 };
-use crate::outcome::{OutcomeCode, PoReply, UnitError};
+use crate::generator;
+use crate::outcome::OutcomeCode;
 use crate::prefilter::{self, Prefilter};
 use crate::serial;
 use crate::store::rocks::{RocksConfig, RocksStore};
 use crate::store::{codec, keys, Commit, Store, StoreError, StoreStats, WriteTicket};
 
+pub use generate::{GenerateReply, GENERATE_COUNT_MAX};
 pub use grn::GrnMode;
-pub use payload::{GrnItem, GrnPayload, PoItem, PoPayload};
+pub use payload::{GrnItem, GrnPayload, OrderPayload, PoItem, PoPayload};
+pub use report::REPORT_HEADER;
 
 /// Longest account id (CONTRACT §1).
 pub const ACCOUNT_ID_LEN_MAX: usize = 64;
@@ -62,6 +70,12 @@ pub enum EngineError {
     #[error("GRN {0:?} was already committed with a different body")]
     GrnExists(String),
     #[error("{0}")]
+    LineReceived(String),
+    /// A request-level failure named by a validation outcome code (e.g. `UNKNOWN_SKU` for
+    /// `SERIALS.GENERATE` of an unregistered SKU).
+    #[error("{1}")]
+    Outcome(OutcomeCode, String),
+    #[error("{0}")]
     Limit(String),
     #[error("{0}")]
     Unsupported(String),
@@ -78,6 +92,8 @@ impl EngineError {
             EngineError::PoExists(_) => "PO_EXISTS",
             EngineError::PoCancelled(_) => "PO_CANCELLED",
             EngineError::GrnExists(_) => "GRN_EXISTS",
+            EngineError::LineReceived(_) => "LINE_RECEIVED",
+            EngineError::Outcome(code, _) => code.as_str(),
             EngineError::Limit(_) => "LIMIT",
             EngineError::Storage(_) => "STORAGE",
         }
@@ -110,6 +126,8 @@ pub struct AccountOptions {
     pub tolerance_qty: Option<u64>,
     pub auto_grn: Option<bool>,
     pub prefix: Option<String>,
+    pub check_char: Option<CheckChar>,
+    pub order: Option<SerialOrder>,
 }
 
 impl AccountOptions {
@@ -120,6 +138,8 @@ impl AccountOptions {
             tolerance_qty: None,
             auto_grn: None,
             prefix: None,
+            check_char: None,
+            order: None,
         }
     }
 }
@@ -311,9 +331,12 @@ impl Engine {
     pub fn create_account(&self, name: &str, options: AccountOptions) -> Result<bool> {
         check_account_id(name)?;
         if let Some(prefix) = &options.prefix {
-            if prefix.len() > 32 || serial::check_syntax(prefix.as_bytes()).is_err() {
+            if prefix.len() > generator::PREFIX_LEN_MAX
+                || serial::check_syntax(prefix.as_bytes()).is_err()
+            {
                 return Err(EngineError::BadRequest(format!(
-                    "prefix {prefix:?} must be 1-32 printable ASCII characters without spaces"
+                    "prefix {prefix:?} must be 1-{} printable ASCII characters without spaces",
+                    generator::PREFIX_LEN_MAX
                 )));
             }
         }
@@ -352,6 +375,9 @@ impl Engine {
             tolerance_qty: 0,
             auto_grn: false,
             prefix: String::new(),
+            check_char: CheckChar::None,
+            order: SerialOrder::Sequential,
+            generator_key: rand::random(),
             po_count: 0,
             last_sku_id: 0,
             last_po_id: 0,
@@ -442,110 +468,6 @@ impl Engine {
         Ok(Some(name))
     }
 
-    /// `PO.CREATE`.
-    pub fn create_po(&self, account: &str, payload: PoPayload) -> Result<PoReply> {
-        check_name("referenceCode", &payload.reference_code)?;
-        if payload.is_cancel.unwrap_or(0) != 0 || payload.create_or_update != "I" {
-            return Err(EngineError::Unsupported(
-                "PO update (\"U\") and cancel (isCancel 1) are not supported yet".into(),
-            ));
-        }
-        if payload.items.is_empty() || payload.items.len() > PO_LINES_MAX {
-            return Err(EngineError::BadRequest(format!(
-                "a PO needs 1-{PO_LINES_MAX} items, got {}",
-                payload.items.len()
-            )));
-        }
-        let slot = self.slot(account)?;
-        let _guard = slot.lock.lock();
-        let mut record = self.account_record(account)?;
-        let po_key = keys::po(slot.id, &payload.reference_code);
-        if self.store.get(&po_key)?.is_some() {
-            return Err(EngineError::PoExists(payload.reference_code));
-        }
-        let mut errors = Vec::new();
-        let mut lines = Vec::with_capacity(payload.items.len());
-        let mut line_numbers = HashSet::new();
-        for item in &payload.items {
-            check_name("lineItemNumber", &item.line_item_number)?;
-            check_name("sku", &item.sku)?;
-            if !line_numbers.insert(item.line_item_number.as_str()) {
-                return Err(EngineError::BadRequest(format!(
-                    "lineItemNumber {:?} appears twice",
-                    item.line_item_number
-                )));
-            }
-            if item.quantity == 0 {
-                return Err(EngineError::BadRequest(format!(
-                    "line {:?}: quantity must be at least 1",
-                    item.line_item_number
-                )));
-            }
-            let Some(sku) = self.sku_record(slot.id, &item.sku)? else {
-                errors.push(UnitError {
-                    serial: None,
-                    sku: Some(item.sku.clone()),
-                    code: OutcomeCode::UnknownSku,
-                    detail: Some(format!("line {}", item.line_item_number)),
-                });
-                continue;
-            };
-            if let Some(serials) = item.serials.as_ref().filter(|s| !s.is_empty()) {
-                if record.usn_type == UsnType::SellerOnPo {
-                    return Err(EngineError::Unsupported(
-                        "serials on POs (USN type 1) are not supported yet".into(),
-                    ));
-                }
-                errors.extend(serials.iter().map(|s| UnitError {
-                    serial: Some(String::from_utf8_lossy(s).into_owned()),
-                    sku: Some(item.sku.clone()),
-                    code: OutcomeCode::SerialsNotAllowed,
-                    detail: Some(format!(
-                        "USN type {} takes no serials on the PO",
-                        record.usn_type.number()
-                    )),
-                }));
-            }
-            lines.push(PoLine {
-                line_item_number: item.line_item_number.clone(),
-                sku: sku.id,
-                ordered: item.quantity,
-                generated: 0,
-                received: 0,
-            });
-        }
-        if !errors.is_empty() {
-            return Ok(PoReply::Rejected {
-                reference_code: payload.reference_code,
-                errors,
-            });
-        }
-        record.last_po_id += 1;
-        record.po_count += 1;
-        let now = now_ms();
-        let po = PoRecord {
-            id: record.last_po_id,
-            reference_code: payload.reference_code.clone(),
-            vendor_id: payload.vendor_id,
-            status: PoStatus::Open,
-            lines,
-            created_at_ms: now,
-            updated_at_ms: now,
-        };
-        self.commit(Commit::puts(vec![
-            (po_key, codec::encode(&po)),
-            (
-                keys::po_ref(slot.id, po.id),
-                payload.reference_code.as_bytes().to_vec(),
-            ),
-            (keys::account(account), codec::encode(&record)),
-        ]))?;
-        Ok(PoReply::Created {
-            reference_code: payload.reference_code,
-            lines: po.lines.len(),
-        })
-    }
-
     fn po_record(&self, account_id: u32, reference_code: &str) -> Result<PoRecord> {
         self.get_decoded(&keys::po(account_id, reference_code))?
             .ok_or_else(|| EngineError::UnknownPo(reference_code.to_string()))
@@ -556,7 +478,7 @@ impl Engine {
         let slot = self.slot(account)?;
         let po = self.po_record(slot.id, reference_code)?;
         let mut lines = Vec::with_capacity(po.lines.len());
-        for line in &po.lines {
+        for line in po.lines.iter().filter(|l| !l.is_removed()) {
             lines.push(PoLineView {
                 line_item_number: line.line_item_number.clone(),
                 sku: self.sku_name(slot.id, line.sku)?.unwrap_or_default(),
@@ -634,6 +556,12 @@ fn apply_options(record: &mut AccountRecord, options: &AccountOptions) {
     }
     if let Some(prefix) = &options.prefix {
         record.prefix = prefix.clone();
+    }
+    if let Some(check_char) = options.check_char {
+        record.check_char = check_char;
+    }
+    if let Some(order) = options.order {
+        record.order = order;
     }
 }
 

@@ -72,6 +72,23 @@ pub struct GrnItem {
     pub qc_reason: Option<String>,
 }
 
+/// The body of `OUTWARD` and `RETURN`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPayload {
+    #[serde(deserialize_with = "text")]
+    pub order: String,
+    pub serials: SerialList,
+    /// `RETURN` only: the condition units come back in (default good).
+    #[serde(default)]
+    pub condition: Option<Condition>,
+    #[serde(default, deserialize_with = "opt_text")]
+    pub qc_reason: Option<String>,
+    /// `RETURN` only: where returned units are put away.
+    #[serde(default, deserialize_with = "opt_text")]
+    pub bin: Option<String>,
+}
+
 impl GrnItem {
     pub fn serial_count(&self) -> usize {
         self.serials.as_ref().map_or(0, SerialList::len)

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{constant_time_eq, Counters, Shared};
-use crate::domain::{SkuKind, UsnType};
-use crate::engine::{AccountOptions, EngineError, GrnMode, GrnPayload, PoPayload};
+use crate::domain::{CheckChar, SerialOrder, SkuKind, UsnType};
+use crate::engine::{AccountOptions, EngineError, GrnMode, GrnPayload, OrderPayload, PoPayload};
 use crate::outcome::GrnReply;
 use crate::protocol::{Args, Reply};
 
@@ -99,8 +99,8 @@ pub async fn execute(shared: &Arc<Shared>, session: &mut Session, args: Args) ->
         // pipeline of lookups costs no thread hand-offs.
         "SERIAL.GET" | "PO.GET" => engine_command(shared, &name, args),
         "SERIAL.MGET" if args.len() <= INLINE_MGET_MAX => engine_command(shared, &name, args),
-        "ACCOUNT.CREATE" | "SKU.SET" | "PO.CREATE" | "GRN.CHECK" | "GRN.COMMIT" | "GRN.AUTO"
-        | "SERIAL.MGET" => {
+        "ACCOUNT.CREATE" | "SKU.SET" | "PO.CREATE" | "PO.REPORT" | "GRN.CHECK" | "GRN.COMMIT"
+        | "GRN.AUTO" | "SERIAL.MGET" | "SERIALS.GENERATE" | "OUTWARD" | "RETURN" => {
             let shared = shared.clone();
             let run = tokio::task::spawn_blocking(move || engine_command(&shared, &name, args));
             match run.await {
@@ -108,10 +108,6 @@ pub async fn execute(shared: &Arc<Shared>, session: &mut Session, args: Args) ->
                 Err(e) => Reply::error("ERR", format!("command failed: {e}")),
             }
         }
-        "PO.REPORT" | "SERIALS.GENERATE" | "OUTWARD" | "RETURN" => Reply::error(
-            "ERR",
-            format!("'{}' is not supported yet", name.to_lowercase()),
-        ),
         "ECHO" | "SELECT" => wrong_arity(&name),
         _ => Reply::error(
             "ERR",
@@ -341,6 +337,35 @@ fn engine_command(shared: &Shared, name: &str, args: Args) -> Reply {
                 Err(e) => engine_error(e),
             }
         }
+        "PO.REPORT" => {
+            if args.len() != 3 {
+                return wrong_arity(name);
+            }
+            match engine.po_report(&text(&args[1]), &text(&args[2])) {
+                Ok(csv) => Reply::Bulk(csv),
+                Err(e) => engine_error(e),
+            }
+        }
+        "SERIALS.GENERATE" => serials_generate(shared, &args),
+        "OUTWARD" | "RETURN" => {
+            if args.len() != 3 {
+                return wrong_arity(name);
+            }
+            let payload: OrderPayload = match serde_json::from_slice(&args[2]) {
+                Ok(p) => p,
+                Err(e) => return Reply::error("BADJSON", e.to_string()),
+            };
+            let account = text(&args[1]);
+            let reply = if name == "OUTWARD" {
+                engine.outward(&account, &payload)
+            } else {
+                engine.return_units(&account, &payload)
+            };
+            match reply {
+                Ok(reply) => json(&reply),
+                Err(e) => engine_error(e),
+            }
+        }
         "SERIAL.GET" => {
             if args.len() != 3 {
                 return wrong_arity(name);
@@ -385,8 +410,53 @@ fn count_grn(counters: &Counters, reply: &GrnReply) {
     }
 }
 
+/// `SERIALS.GENERATE <acct> PO <ref> SKU <sku> COUNT <n>` (type 3) or
+/// `SERIALS.GENERATE <acct> COUNT <n> [SKU <sku>]` (type 5).
+fn serials_generate(shared: &Shared, args: &Args) -> Reply {
+    if args.len() < 4 || args.len() % 2 != 0 {
+        return wrong_arity("SERIALS.GENERATE");
+    }
+    let (mut po, mut sku, mut count) = (None, None, None);
+    for pair in args[2..].chunks(2) {
+        let value = text(&pair[1]);
+        match pair[0].to_ascii_uppercase().as_slice() {
+            b"PO" => po = Some(value),
+            b"SKU" => sku = Some(value),
+            b"COUNT" => match value.parse::<u64>() {
+                Ok(n) => count = Some(n),
+                Err(_) => {
+                    return Reply::error(
+                        "ERR",
+                        format!("COUNT must be a positive integer: {value:?}"),
+                    )
+                }
+            },
+            other => {
+                return Reply::error(
+                    "ERR",
+                    format!("unknown SERIALS.GENERATE option '{}'", text(other)),
+                )
+            }
+        }
+    }
+    let Some(count) = count else {
+        return Reply::error("ERR", "SERIALS.GENERATE needs COUNT <n>");
+    };
+    let account = text(&args[1]);
+    let reply = match (po, sku) {
+        (Some(po), Some(sku)) => shared.engine.generate_for_po(&account, &po, &sku, count),
+        (Some(_), None) => return Reply::error("ERR", "SERIALS.GENERATE ... PO needs SKU <sku>"),
+        (None, sku) => shared.engine.generate_pool(&account, count, sku.as_deref()),
+    };
+    match reply {
+        Ok(reply) => json(&reply),
+        Err(e) => engine_error(e),
+    }
+}
+
 fn account_create(shared: &Shared, args: &Args) -> Reply {
-    // ACCOUNT.CREATE <acct> USN <1-5> [TOLERANCE_PCT n] [TOLERANCE_QTY n] [AUTOGRN on|off] [PREFIX p]
+    // ACCOUNT.CREATE <acct> USN <1-5> [TOLERANCE_PCT n] [TOLERANCE_QTY n] [AUTOGRN on|off]
+    //                [PREFIX p] [CHECK none|luhn|gs1] [SEQUENCE sequential|random]
     if args.len() < 4 || args.len() % 2 != 0 {
         return wrong_arity("ACCOUNT.CREATE");
     }
@@ -415,6 +485,17 @@ fn account_create(shared: &Shared, args: &Args) -> Reply {
                 _ => return bad("AUTOGRN must be on or off"),
             },
             b"PREFIX" => options.prefix = Some(value),
+            b"CHECK" => match value.to_ascii_lowercase().as_str() {
+                "none" => options.check_char = Some(CheckChar::None),
+                "luhn" => options.check_char = Some(CheckChar::Luhn),
+                "gs1" | "mod10" => options.check_char = Some(CheckChar::Gs1),
+                _ => return bad("CHECK must be none, luhn or gs1"),
+            },
+            b"SEQUENCE" => match value.to_ascii_lowercase().as_str() {
+                "sequential" => options.order = Some(SerialOrder::Sequential),
+                "random" => options.order = Some(SerialOrder::Random),
+                _ => return bad("SEQUENCE must be sequential or random"),
+            },
             other => {
                 return Reply::error(
                     "ERR",

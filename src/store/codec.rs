@@ -15,6 +15,12 @@ pub fn encode<T: Encode>(value: &T) -> Vec<u8> {
     bincode::encode_to_vec(value, config()).expect("bincode encoding into a Vec")
 }
 
+/// Appends the encoding of `value` to `out`, so hot loops reuse one buffer.
+pub fn encode_into<T: Encode>(value: &T, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail for these plain data types.
+    bincode::encode_into_std_write(value, out, config()).expect("bincode encoding into a Vec");
+}
+
 pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, StoreError> {
     let (value, read) = bincode::decode_from_slice(bytes, config())
         .map_err(|e| StoreError::Corrupt(format!("undecodable value: {e}")))?;

@@ -1,0 +1,609 @@
+//! `PO.CREATE`: insert ("I"), update ("U") and cancel (`isCancel` 1) of Easyecom POs.
+//!
+//! Type 1 POs carry their serials: every serialized line exactly `quantity` of them, unique
+//! and new to the account, all validated in one pass (the batch pipeline) with every failing
+//! serial reported, and stored as `expected` in the same atomic write as the PO.
+//!
+//! Update replaces the PO's lines by the payload's: a line is matched by lineItemNumber; it
+//! may change (SKU, quantity, type 1 serials) or go away only while nothing was received
+//! against it. Lines keep their index (serial records point at it); a removed line stays
+//! with nothing ordered. A changed or removed line's unreceived serials become `cancelled`,
+//! except type 1 serials the new line lists again and type 3 serials still within the new
+//! quantity.
+
+use std::collections::{HashMap, HashSet};
+
+use super::batch::{self, Units, Verdicts};
+use super::payload::{PoItem, PoPayload};
+use super::{check_name, now_ms, rules, Engine, EngineError, Result, PO_LINES_MAX};
+use crate::domain::{
+    AccountRecord, Condition, Event, EventKind, PoLine, PoRecord, PoStatus, SerialRecord,
+    SerialState, SkuKind, SkuRecord, UsnType,
+};
+use crate::outcome::{OutcomeCode, PoReply, UnitError};
+use crate::serial::SerialList;
+use crate::store::{codec, keys};
+
+/// A line's list owner in `keys::ListKind::PoLine`.
+pub(super) fn line_owner(po: u32, line: usize) -> u64 {
+    (u64::from(po) << 16) | line as u64
+}
+
+/// What a PO write does to serial records.
+#[derive(Default)]
+struct SerialWrites {
+    serials: SerialList,
+    records: Vec<SerialRecord>,
+    expected: u64,
+    cancelled: u64,
+}
+
+impl SerialWrites {
+    fn push(&mut self, serial: &[u8], record: SerialRecord) {
+        self.serials.push(serial);
+        self.records.push(record);
+    }
+}
+
+/// The request's line items, checked for shape (names, quantities, unique line numbers).
+fn check_items(payload: &PoPayload) -> Result<()> {
+    check_name("referenceCode", &payload.reference_code)?;
+    if payload.items.is_empty() || payload.items.len() > PO_LINES_MAX {
+        return Err(EngineError::BadRequest(format!(
+            "a PO needs 1-{PO_LINES_MAX} items, got {}",
+            payload.items.len()
+        )));
+    }
+    let mut line_numbers = HashSet::new();
+    for item in &payload.items {
+        check_name("lineItemNumber", &item.line_item_number)?;
+        check_name("sku", &item.sku)?;
+        if !line_numbers.insert(item.line_item_number.as_str()) {
+            return Err(EngineError::BadRequest(format!(
+                "lineItemNumber {:?} appears twice",
+                item.line_item_number
+            )));
+        }
+        if item.quantity == 0 {
+            return Err(EngineError::BadRequest(format!(
+                "line {:?}: quantity must be at least 1",
+                item.line_item_number
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// `PO.CREATE`: insert, update or cancel, as the payload says.
+    pub fn create_po(&self, account: &str, payload: PoPayload) -> Result<PoReply> {
+        check_name("referenceCode", &payload.reference_code)?;
+        if payload.is_cancel.unwrap_or(0) != 0 {
+            return self.cancel_po(account, &payload.reference_code);
+        }
+        match payload.create_or_update.to_ascii_uppercase().as_str() {
+            "I" => self.insert_po(account, payload),
+            "U" => self.update_po(account, payload),
+            other => Err(EngineError::BadRequest(format!(
+                "createOrUpdate must be \"I\" or \"U\", got {other:?}"
+            ))),
+        }
+    }
+
+    fn insert_po(&self, account: &str, payload: PoPayload) -> Result<PoReply> {
+        check_items(&payload)?;
+        self.check_healthy()?;
+        let slot = self.slot(account)?;
+        let guard = slot.lock.lock();
+        let mut record = self.account_record(account)?;
+        let po_key = keys::po(slot.id, &payload.reference_code);
+        if self.store.get(&po_key)?.is_some() {
+            return Err(EngineError::PoExists(payload.reference_code));
+        }
+        let po_id = record.last_po_id + 1;
+        let now = now_ms();
+        let skus = self.po_skus(slot.id, &payload.items)?;
+        let items: Vec<(usize, &PoItem)> = payload.items.iter().enumerate().collect();
+        let check =
+            self.check_po_serials(&record, slot.id, po_id, &items, &skus, &HashSet::new())?;
+        let (mut writes, mut errors) = check;
+        for (item, sku) in payload.items.iter().zip(&skus) {
+            if sku.is_none() {
+                errors.push(unknown_sku(item));
+            }
+        }
+        if !errors.is_empty() {
+            return Ok(PoReply::Rejected {
+                reference_code: payload.reference_code,
+                errors,
+            });
+        }
+        let lines: Vec<PoLine> = payload
+            .items
+            .iter()
+            .zip(&skus)
+            .map(|(item, sku)| {
+                let listed = item.serials.as_ref().map_or(0, |s| s.len() as u64);
+                PoLine {
+                    line_item_number: item.line_item_number.clone(),
+                    sku: sku.as_ref().map_or(0, |s| s.id),
+                    ordered: item.quantity,
+                    generated: listed,
+                    received: 0,
+                    listed,
+                }
+            })
+            .collect();
+        record.last_po_id = po_id;
+        record.po_count += 1;
+        let po = PoRecord {
+            id: po_id,
+            reference_code: payload.reference_code.clone(),
+            vendor_id: payload.vendor_id.clone(),
+            status: PoStatus::Open,
+            lines,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        let mut puts = vec![
+            (po_key, codec::encode(&po)),
+            (
+                keys::po_ref(slot.id, po.id),
+                payload.reference_code.as_bytes().to_vec(),
+            ),
+            (keys::account(account), codec::encode(&record)),
+        ];
+        for (line, item) in payload.items.iter().enumerate() {
+            if let Some(serials) = item.serials.as_ref().filter(|s| !s.is_empty()) {
+                puts.extend(list_chunks(slot.id, po.id, line, 0, serials));
+            }
+        }
+        stamp(&mut writes, now, po.id);
+        let expected = writes.expected;
+        self.commit_serial_writes(guard, slot.id, writes, puts)?;
+        Ok(PoReply::Created {
+            reference_code: payload.reference_code,
+            lines: po.lines.len(),
+            expected,
+        })
+    }
+
+    fn update_po(&self, account: &str, payload: PoPayload) -> Result<PoReply> {
+        check_items(&payload)?;
+        self.check_healthy()?;
+        let slot = self.slot(account)?;
+        let guard = slot.lock.lock();
+        let record = self.account_record(account)?;
+        let mut po = self.po_record(slot.id, &payload.reference_code)?;
+        if po.status == PoStatus::Cancelled {
+            return Err(EngineError::PoCancelled(po.reference_code));
+        }
+        let skus = self.po_skus(slot.id, &payload.items)?;
+        let by_number: HashMap<&str, usize> = po
+            .lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.is_removed())
+            .map(|(i, l)| (l.line_item_number.as_str(), i))
+            .collect();
+
+        // Decide, line by line, what stays, what changes and what goes.
+        let mut target: Vec<Option<usize>> = Vec::with_capacity(payload.items.len());
+        let mut replaced: Vec<usize> = Vec::new();
+        let mut kept_generated: HashMap<usize, u64> = HashMap::new();
+        let mut next_index = po.lines.len();
+        for (item, sku) in payload.items.iter().zip(&skus) {
+            let sku_id = sku.as_ref().map_or(0, |s| s.id);
+            let Some(&at) = by_number.get(item.line_item_number.as_str()) else {
+                target.push(Some(next_index));
+                next_index += 1;
+                continue;
+            };
+            let line = &po.lines[at];
+            let same_sku = line.sku == sku_id;
+            let unchanged = same_sku
+                && line.ordered == item.quantity
+                && (record.usn_type != UsnType::SellerOnPo || item.serials.is_none());
+            if unchanged {
+                target.push(None);
+                continue;
+            }
+            if line.received > 0 {
+                return Err(line_received(line));
+            }
+            if record.usn_type == UsnType::GeneratedForPo && same_sku {
+                // Type 3: generated labels stay while the new quantity still covers them.
+                let mut changed = line.clone();
+                changed.ordered = item.quantity;
+                changed.generated = 0;
+                let room = rules::line_generation_capacity(&record, &changed);
+                if line.generated > room {
+                    return Err(EngineError::BadRequest(format!(
+                        "line {:?} has {} generated serials; quantity {} (with tolerance) \
+                         leaves room for {room}",
+                        line.line_item_number, line.generated, item.quantity
+                    )));
+                }
+                kept_generated.insert(at, line.generated);
+            } else {
+                replaced.push(at);
+            }
+            target.push(Some(at));
+        }
+        let named: HashSet<&str> = payload
+            .items
+            .iter()
+            .map(|i| i.line_item_number.as_str())
+            .collect();
+        let mut removed = Vec::new();
+        for (&number, &at) in &by_number {
+            if !named.contains(number) {
+                if po.lines[at].received > 0 {
+                    return Err(line_received(&po.lines[at]));
+                }
+                removed.push(at);
+                replaced.push(at);
+            }
+        }
+        if next_index > PO_LINES_MAX {
+            return Err(EngineError::BadRequest(format!(
+                "a PO may have at most {PO_LINES_MAX} lines, removed ones included"
+            )));
+        }
+
+        // Serials of replaced lines that are still open.
+        let mut open: HashMap<Vec<u8>, SerialRecord> = HashMap::new();
+        for &at in &replaced {
+            let serials = self.line_serials(slot.id, po.id, at)?;
+            for (i, existing) in batch::read_records(self, slot.id, &serials)?
+                .into_iter()
+                .enumerate()
+            {
+                if let Some(existing) = existing.filter(|r| is_open_on(r, po.id, at)) {
+                    open.insert(serials.get(i).to_vec(), existing);
+                }
+            }
+        }
+
+        // Type 1: validate the new lines' serials; values open on replaced lines may move.
+        let changed_items: Vec<(usize, &PoItem)> = payload
+            .items
+            .iter()
+            .zip(&target)
+            .filter_map(|(item, t)| t.map(|at| (at, item)))
+            .collect();
+        let reusable: HashSet<&[u8]> = open.keys().map(Vec::as_slice).collect();
+        let changed_skus: Vec<Option<SkuRecord>> = payload
+            .items
+            .iter()
+            .zip(&target)
+            .zip(&skus)
+            .filter_map(|((_, t), sku)| t.map(|_| sku.clone()))
+            .collect();
+        let (mut writes, mut errors) = self.check_po_serials(
+            &record,
+            slot.id,
+            po.id,
+            &changed_items,
+            &changed_skus,
+            &reusable,
+        )?;
+        for (item, sku) in payload.items.iter().zip(&skus) {
+            if sku.is_none() {
+                errors.push(unknown_sku(item));
+            }
+        }
+        if !errors.is_empty() {
+            return Ok(PoReply::Rejected {
+                reference_code: payload.reference_code,
+                errors,
+            });
+        }
+
+        // Apply.
+        let now = now_ms();
+        let relisted: HashSet<Vec<u8>> = writes.serials.iter().map(<[u8]>::to_vec).collect();
+        let mut puts = Vec::new();
+        for (item, (t, sku)) in payload.items.iter().zip(target.iter().zip(&skus)) {
+            let Some(at) = *t else { continue };
+            let serials = item.serials.as_ref().filter(|s| !s.is_empty());
+            let count = serials.map_or(0, |s| s.len() as u64);
+            if at == po.lines.len() {
+                po.lines.push(PoLine {
+                    line_item_number: item.line_item_number.clone(),
+                    sku: 0,
+                    ordered: 0,
+                    generated: 0,
+                    received: 0,
+                    listed: 0,
+                });
+            }
+            let line = &mut po.lines[at];
+            if let Some(serials) = serials {
+                puts.extend(list_chunks(slot.id, po.id, at, line.listed, serials));
+            }
+            line.sku = sku.as_ref().map_or(0, |s| s.id);
+            line.ordered = item.quantity;
+            line.generated = kept_generated.get(&at).copied().unwrap_or(count);
+            line.listed += count;
+        }
+        for at in removed {
+            let line = &mut po.lines[at];
+            line.ordered = 0;
+            line.generated = 0;
+        }
+        for (serial, mut existing) in open {
+            if relisted.contains(&serial) {
+                continue;
+            }
+            existing.state = SerialState::Cancelled;
+            existing.history.push(Event {
+                at_ms: now,
+                kind: EventKind::Cancelled { po: po.id },
+            });
+            writes.push(&serial, existing);
+            writes.cancelled += 1;
+        }
+        stamp(&mut writes, now, po.id);
+        po.updated_at_ms = now;
+        puts.push((keys::po(slot.id, &po.reference_code), codec::encode(&po)));
+        let (expected, cancelled) = (writes.expected, writes.cancelled);
+        self.commit_serial_writes(guard, slot.id, writes, puts)?;
+        Ok(PoReply::Updated {
+            reference_code: payload.reference_code,
+            lines: po.lines.iter().filter(|l| !l.is_removed()).count(),
+            expected,
+            cancelled,
+        })
+    }
+
+    fn cancel_po(&self, account: &str, reference_code: &str) -> Result<PoReply> {
+        self.check_healthy()?;
+        let slot = self.slot(account)?;
+        let guard = slot.lock.lock();
+        let mut po = self.po_record(slot.id, reference_code)?;
+        if po.status == PoStatus::Cancelled {
+            // Cancelling twice is a safe retry; wait until the first is durable.
+            let ticket = self.store.written();
+            drop(guard);
+            self.sync(ticket)?;
+            return Ok(PoReply::Cancelled {
+                reference_code: po.reference_code,
+                cancelled: 0,
+            });
+        }
+        let now = now_ms();
+        let mut writes = SerialWrites::default();
+        for at in 0..po.lines.len() {
+            let serials = self.line_serials(slot.id, po.id, at)?;
+            for (i, existing) in batch::read_records(self, slot.id, &serials)?
+                .into_iter()
+                .enumerate()
+            {
+                let Some(mut existing) = existing.filter(|r| is_open_on(r, po.id, at)) else {
+                    continue;
+                };
+                existing.state = SerialState::Cancelled;
+                existing.history.push(Event {
+                    at_ms: now,
+                    kind: EventKind::Cancelled { po: po.id },
+                });
+                writes.push(serials.get(i), existing);
+                writes.cancelled += 1;
+            }
+        }
+        po.status = PoStatus::Cancelled;
+        po.updated_at_ms = now;
+        let cancelled = writes.cancelled;
+        let puts = vec![(keys::po(slot.id, &po.reference_code), codec::encode(&po))];
+        self.commit_serial_writes(guard, slot.id, writes, puts)?;
+        Ok(PoReply::Cancelled {
+            reference_code: po.reference_code,
+            cancelled,
+        })
+    }
+
+    fn po_skus(&self, account: u32, items: &[PoItem]) -> Result<Vec<Option<SkuRecord>>> {
+        items
+            .iter()
+            .map(|item| self.sku_record(account, &item.sku))
+            .collect()
+    }
+
+    /// Every serial ever listed on line `line` of PO `po` (in list order, maybe repeating).
+    pub(super) fn line_serials(&self, account: u32, po: u32, line: usize) -> Result<SerialList> {
+        let (start, end) = keys::list_range(account, keys::ListKind::PoLine, line_owner(po, line));
+        batch::read_lists(self, &start, &end)
+    }
+
+    /// Checks the serials on PO lines `items` (`(line index, item)`) under the account's USN
+    /// type, and returns the `expected` records to write (unstamped) or every failure.
+    /// Values in `reusable` (open on lines this update replaces) may be listed again.
+    fn check_po_serials(
+        &self,
+        account: &AccountRecord,
+        account_id: u32,
+        po: u32,
+        items: &[(usize, &PoItem)],
+        skus: &[Option<SkuRecord>],
+        reusable: &HashSet<&[u8]>,
+    ) -> Result<(SerialWrites, Vec<UnitError>)> {
+        static EMPTY: SerialList = SerialList::new_const();
+        let units = Units::new(
+            items
+                .iter()
+                .map(|(_, item)| item.serials.as_ref().unwrap_or(&EMPTY))
+                .collect(),
+            items
+                .iter()
+                .map(|(_, item)| Some(item.sku.as_str()))
+                .collect(),
+        )?;
+        let mut verdicts = Verdicts::new(units.len());
+        let type1 = account.usn_type == UsnType::SellerOnPo;
+        for (i, ((_, item), sku)) in items.iter().zip(skus).enumerate() {
+            let given = units.range(i).len() as u64;
+            let line = &item.line_item_number;
+            if !type1 {
+                if given > 0 {
+                    verdicts.fail_item(
+                        &units,
+                        i,
+                        OutcomeCode::SerialsNotAllowed,
+                        format!(
+                            "USN type {} takes no serials on the PO (line {line})",
+                            account.usn_type.number()
+                        ),
+                    );
+                }
+                continue;
+            }
+            match sku.as_ref().map(|s| s.kind) {
+                None => {}
+                Some(SkuKind::Plain) if given > 0 => verdicts.fail_item(
+                    &units,
+                    i,
+                    OutcomeCode::SkuNotSerialized,
+                    format!("SKU {:?} is plain: line {line} takes no serials", item.sku),
+                ),
+                Some(SkuKind::Plain) => {}
+                Some(SkuKind::Serialized) if given < item.quantity => {
+                    verdicts.item_errors.push(UnitError {
+                        serial: None,
+                        sku: Some(item.sku.clone()),
+                        code: OutcomeCode::SerialsRequired,
+                        detail: Some(format!(
+                            "line {line}: quantity {} needs exactly {} serials, {given} given",
+                            item.quantity, item.quantity
+                        )),
+                    });
+                }
+                Some(SkuKind::Serialized) => {
+                    for unit in units.range(i).skip(item.quantity as usize) {
+                        verdicts.fail(
+                            unit,
+                            OutcomeCode::QuantityExceeded,
+                            Some(format!(
+                                "line {line}: quantity {} takes {} serials",
+                                item.quantity, item.quantity
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+        let keyed = batch::keyed_units(&units, account_id, &mut verdicts);
+        let found = batch::lookup(self, account_id, &keyed, &units)?;
+        let mut writes = SerialWrites::default();
+        let mut next_found = found.0.into_iter().peekable();
+        for (index, &(_, unit)) in keyed.iter().enumerate() {
+            let existing = match next_found.peek() {
+                Some((i, _)) if *i == index => next_found.next().map(|(_, r)| r),
+                _ => None,
+            };
+            let serial = units.serial(unit);
+            let history = match existing {
+                Some(existing) if reusable.contains(serial) => existing.history,
+                Some(existing) => match rules::po_serial_conflict(&existing) {
+                    Some((code, detail)) => {
+                        verdicts.fail(unit, code, Some(detail.into()));
+                        continue;
+                    }
+                    None => existing.history,
+                },
+                None => Vec::new(),
+            };
+            if verdicts.failed(unit) {
+                continue;
+            }
+            let item = units.item_of(unit);
+            writes.push(
+                serial,
+                SerialRecord {
+                    state: SerialState::Expected,
+                    sku: skus[item].as_ref().map_or(0, |s| s.id),
+                    po,
+                    line: items[item].0 as u32,
+                    grn: 0,
+                    condition: Condition::Good,
+                    bin: None,
+                    qc_reason: None,
+                    order: None,
+                    history,
+                },
+            );
+            writes.expected += 1;
+        }
+        if !verdicts.is_clean() {
+            return Ok((SerialWrites::default(), verdicts.into_errors(&units)));
+        }
+        Ok((writes, Vec::new()))
+    }
+
+    fn commit_serial_writes(
+        &self,
+        guard: parking_lot::MutexGuard<'_, ()>,
+        account: u32,
+        writes: SerialWrites,
+        puts: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<()> {
+        let SerialWrites {
+            serials, records, ..
+        } = writes;
+        batch::commit(self, guard, account, &serials, puts, &|unit, out| {
+            codec::encode_into(&records[unit as usize], out)
+        })
+    }
+}
+
+/// Appends the `expected` event to records that are not yet stamped (cancelled ones are).
+fn stamp(writes: &mut SerialWrites, now: u64, po: u32) {
+    for record in &mut writes.records {
+        if record.state == SerialState::Expected {
+            record.history.push(Event {
+                at_ms: now,
+                kind: EventKind::Expected { po },
+            });
+        }
+    }
+}
+
+/// Whether `record` is an unreceived serial of line `line` of PO `po`.
+fn is_open_on(record: &SerialRecord, po: u32, line: usize) -> bool {
+    matches!(record.state, SerialState::Expected | SerialState::Generated)
+        && record.po == po
+        && record.line as usize == line
+}
+
+fn list_chunks(
+    account: u32,
+    po: u32,
+    line: usize,
+    offset: u64,
+    serials: &SerialList,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    batch::list_chunks(
+        account,
+        keys::ListKind::PoLine,
+        line_owner(po, line),
+        offset as u32,
+        serials.iter(),
+        batch::LIST_CHUNK_SERIALS as u32,
+    )
+}
+
+fn unknown_sku(item: &PoItem) -> UnitError {
+    UnitError {
+        serial: None,
+        sku: Some(item.sku.clone()),
+        code: OutcomeCode::UnknownSku,
+        detail: Some(format!("line {}", item.line_item_number)),
+    }
+}
+
+fn line_received(line: &PoLine) -> EngineError {
+    EngineError::LineReceived(format!(
+        "line {:?} has {} received units and can no longer change",
+        line.line_item_number, line.received
+    ))
+}
