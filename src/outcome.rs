@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 /// Why one unit of a request failed validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OutcomeCode {
     DuplicateInRequest,

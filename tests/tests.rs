@@ -5,6 +5,12 @@ mod util;
 
 mod atomicity;
 mod concurrency;
+mod lifecycle;
+mod outcomes;
 mod recovery;
 mod server;
+mod type1;
 mod type2;
+mod type3;
+mod type4;
+mod type5;

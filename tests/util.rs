@@ -135,3 +135,74 @@ pub fn state_of(engine: &Engine, serial: &str) -> Option<String> {
             .to_string()
     })
 }
+
+/// An account of `usn` type with serialized SKUs `S1`, `S2` and plain SKU `P1`.
+pub fn account_of(path: WritePath, options: AccountOptions) -> (TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), path);
+    assert!(engine.create_account(ACCOUNT, options).unwrap());
+    engine
+        .set_skus(ACCOUNT, SkuKind::Serialized, &["S1".into(), "S2".into()])
+        .unwrap();
+    engine
+        .set_skus(ACCOUNT, SkuKind::Plain, &["P1".into()])
+        .unwrap();
+    (dir, engine)
+}
+
+/// A PO line for `po_payload`: `(lineItemNumber, sku, quantity, serials)`.
+pub type Line<'a> = (&'a str, &'a str, u64, Option<&'a [&'a str]>);
+
+pub fn po_payload(reference: &str, lines: &[Line<'_>]) -> PoPayload {
+    PoPayload {
+        vendor_id: "V1".into(),
+        reference_code: reference.into(),
+        create_or_update: "I".into(),
+        is_cancel: None,
+        items: lines
+            .iter()
+            .map(|(number, sku, quantity, values)| PoItem {
+                line_item_number: number.to_string(),
+                sku: sku.to_string(),
+                quantity: *quantity,
+                serials: values.map(serials),
+            })
+            .collect(),
+    }
+}
+
+/// `(serial, code)` of every error of a PO reply, sorted.
+pub fn po_codes(reply: &PoReply) -> Vec<(String, OutcomeCode)> {
+    let PoReply::Rejected { errors, .. } = reply else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, OutcomeCode)> = errors
+        .iter()
+        .map(|e| (e.serial.clone().unwrap_or_default(), e.code))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.as_str().cmp(b.1.as_str())));
+    out
+}
+
+pub fn history_of(engine: &Engine, serial: &str) -> Vec<&'static str> {
+    engine
+        .serial(ACCOUNT, serial.as_bytes())
+        .unwrap()
+        .map(|v| v.history.iter().map(|e| e.event).collect())
+        .unwrap_or_default()
+}
+
+/// `(ordered, generated, received)` of each line of a PO.
+pub fn line_counts(engine: &Engine, reference: &str) -> Vec<(u64, u64, u64)> {
+    engine
+        .po_view(ACCOUNT, reference)
+        .unwrap()
+        .lines
+        .iter()
+        .map(|l| (l.ordered, l.generated, l.received))
+        .collect()
+}
+
+pub fn digest(engine: &Engine) -> u128 {
+    engine.content_digest().unwrap()
+}

@@ -259,6 +259,20 @@ impl Engine {
         }
     }
 
+    /// An xxh3-128 digest of every stored key and value, in key order: two engines with the
+    /// same digest hold the same data. Reads everything; for checks and tests, not hot paths.
+    pub fn content_digest(&self) -> Result<u128> {
+        let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+        self.store.scan(&[], &[0xFF; 16], &mut |key, value| {
+            hasher.update(&(key.len() as u64).to_le_bytes());
+            hasher.update(key);
+            hasher.update(&(value.len() as u64).to_le_bytes());
+            hasher.update(value);
+            true
+        })?;
+        Ok(hasher.digest128())
+    }
+
     /// Fails if an earlier sync failed (see `failed`).
     fn check_healthy(&self) -> Result<()> {
         if self.failed.load(std::sync::atomic::Ordering::Acquire) {
