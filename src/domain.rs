@@ -123,6 +123,10 @@ pub struct PoLine {
     /// Serials ever written to this line's list chunks (`keys::ListKind::PoLine`); a PO
     /// update that replaces a line's serials appends, so this only grows.
     pub listed: u64,
+    /// List offset where the line's current serials start: everything before it was
+    /// cancelled or moved by a PO update. Open serials of the line = list[open_from..]
+    /// minus those received by the PO's GRNs.
+    pub open_from: u64,
 }
 
 impl PoLine {
@@ -246,5 +250,58 @@ pub struct SerialRecord {
 impl SerialRecord {
     pub fn updated_at_ms(&self) -> u64 {
         self.history.last().map_or(0, |e| e.at_ms)
+    }
+}
+
+/// An update to a stored `SerialRecord`, written as a merge operand so the writer needs no
+/// read first (`store::Op::Merge`); applied in order when the record is read or compacted.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum RecordOp {
+    /// The unit is received by GRN `grn` onto line `line` of PO `po`.
+    Inward {
+        sku: u32,
+        po: u32,
+        line: u32,
+        grn: u32,
+        condition: Condition,
+        bin: Option<String>,
+        qc_reason: Option<String>,
+        at_ms: u64,
+    },
+}
+
+impl SerialRecord {
+    /// Applies `op`; `None` stands for a key with no record yet.
+    pub fn apply(record: Option<SerialRecord>, op: RecordOp) -> SerialRecord {
+        match op {
+            RecordOp::Inward {
+                sku,
+                po,
+                line,
+                grn,
+                condition,
+                bin,
+                qc_reason,
+                at_ms,
+            } => {
+                let mut history = record.map(|r| r.history).unwrap_or_default();
+                history.push(Event {
+                    at_ms,
+                    kind: EventKind::Inwarded { grn },
+                });
+                SerialRecord {
+                    state: SerialState::Inwarded,
+                    sku,
+                    po,
+                    line,
+                    grn,
+                    condition,
+                    bin,
+                    qc_reason,
+                    order: None,
+                    history,
+                }
+            }
+        }
     }
 }

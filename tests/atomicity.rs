@@ -33,7 +33,7 @@ impl SortedRuns for FaultyRuns<'_> {
         self.inner.run_len(run)
     }
     fn emit(&self, run: usize, sink: &mut EntrySink<'_>) -> Result<(), StoreError> {
-        self.inner.emit(run, &mut |k, v| {
+        self.inner.emit(run, &mut |op, k, v| {
             if self
                 .budget
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
@@ -41,7 +41,7 @@ impl SortedRuns for FaultyRuns<'_> {
             {
                 return Err(StoreError::Io("injected fault: disk gone".into()));
             }
-            sink(k, v)
+            sink(op, k, v)
         })
     }
 }

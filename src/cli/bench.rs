@@ -15,6 +15,7 @@ use serialgate::store::keys;
 use serialgate::store::rocks::PlainRocks;
 use serialgate::{workload, AccountOptions, Engine, EngineConfig, GrnMode};
 
+pub use super::bench_usn::UsnTypesArgs;
 pub use super::bench_wire::{GrnClientsArgs, WireGrnArgs};
 
 #[derive(Subcommand)]
@@ -27,6 +28,8 @@ pub enum BenchCommand {
     /// Many concurrent clients each committing small GRNs to a running server; prints
     /// serials/s and latency percentiles.
     GrnClients(GrnClientsArgs),
+    /// GRNs of all five USN types side by side, rates relative to type 2.
+    UsnTypes(UsnTypesArgs),
 }
 
 #[derive(Args)]
@@ -64,6 +67,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::AutoGrn(args) => auto_grn(args),
         BenchCommand::WireGrn(args) => super::bench_wire::wire_grn(args),
         BenchCommand::GrnClients(args) => super::bench_wire::grn_clients(args),
+        BenchCommand::UsnTypes(args) => super::bench_usn::usn_types(args),
     }
 }
 
@@ -492,7 +496,7 @@ fn baseline(root: &std::path::Path, args: &AutoGrnArgs) -> anyhow::Result<Durati
         plain.write_synced(&mut |sink| {
             for serial in serials.iter() {
                 keys::serial_into(&mut key, 1, serial_hash(1, serial), serial);
-                sink(&key, &value)?;
+                sink(serialgate::store::Op::Put, &key, &value)?;
             }
             Ok(())
         })?;

@@ -2,5 +2,6 @@
 //! workflow rules of its own.
 
 pub mod bench;
+mod bench_usn;
 mod bench_wire;
 pub mod serve;

@@ -16,7 +16,7 @@ use super::{Engine, EngineError, Result};
 use crate::domain::SerialRecord;
 use crate::outcome::{OutcomeCode, UnitError};
 use crate::serial::{self, SerialList};
-use crate::store::{codec, keys, EntrySink, SortedRuns, StoreError};
+use crate::store::{codec, keys, EntrySink, Op, SortedRuns, StoreError};
 
 /// Serials per stored list chunk (`keys::list_chunk`).
 pub const LIST_CHUNK_SERIALS: usize = 65_536;
@@ -284,11 +284,25 @@ pub fn lookup(
     keyed: &[(u64, u32)],
     units: &Units<'_>,
 ) -> Result<Found> {
+    lookup_where(engine, account, keyed, units, |_| true)
+}
+
+/// [`lookup`] of the units `keyed[i]` for which `wanted(i)`; the others have no record in
+/// the result.
+pub fn lookup_where(
+    engine: &Engine,
+    account: u32,
+    keyed: &[(u64, u32)],
+    units: &Units<'_>,
+    wanted: impl Fn(usize) -> bool,
+) -> Result<Found> {
     let mut maybe = vec![false; keyed.len()];
     engine
         .prefilter
         .probe_sorted(keyed, |entry| entry.0, &mut maybe);
-    let hits: Vec<usize> = (0..keyed.len()).filter(|&i| maybe[i]).collect();
+    let hits: Vec<usize> = (0..keyed.len())
+        .filter(|&i| maybe[i] && wanted(i))
+        .collect();
     drop(maybe);
     // Confirming reads are latency-bound (they often miss the page cache: ingested files
     // are written past it), so batches are read by up to CONFIRM_READERS threads at once
@@ -339,8 +353,9 @@ pub fn lookup(
     Ok(Found(found))
 }
 
-/// Produces the value of `keyed[index]` (unit `unit`) into the buffer.
-pub type ValueFn<'a> = dyn Fn(usize, u32, &mut Vec<u8>) + Sync + 'a;
+/// Produces the entry of `keyed[index]` (unit `unit`): its value into the buffer, and
+/// whether it replaces the stored record or updates it.
+pub type ValueFn<'a> = dyn Fn(usize, u32, &mut Vec<u8>) -> Op + Sync + 'a;
 
 /// A batch's serial entries as sorted runs: `keyed` cut into contiguous pieces, one SST
 /// each when the commit is large. Values are produced as they are written, so ten million
@@ -389,8 +404,8 @@ impl SortedRuns for SerialRuns<'_> {
             let (hash, unit) = self.keyed[index];
             keys::serial_into(&mut key, self.account, hash, self.units.serial(unit));
             value.clear();
-            (self.value)(index, unit, &mut value);
-            sink(&key, &value)?;
+            let op = (self.value)(index, unit, &mut value);
+            sink(op, &key, &value)?;
         }
         Ok(())
     }
@@ -512,7 +527,10 @@ pub fn commit(
             "a commit's serials were not distinct, well-formed values".into(),
         )));
     }
-    let value = |_: usize, unit: u32, out: &mut Vec<u8>| value(unit, out);
+    let value = |_: usize, unit: u32, out: &mut Vec<u8>| {
+        value(unit, out);
+        Op::Put
+    };
     let runs = SerialRuns::new(account, &keyed, &units, &value);
     let ticket = engine.write(crate::store::Commit {
         puts,

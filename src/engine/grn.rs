@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3Default;
 
 use super::batch::{self, Found, SerialRuns, Units, Verdicts, PARALLEL_UNITS_MIN};
@@ -15,12 +16,12 @@ use super::payload::{GrnItem, GrnPayload};
 use super::rules::{self, GrnUnit};
 use super::{check_name, generate, now_ms, Engine, EngineError, Result};
 use crate::domain::{
-    AccountRecord, Condition, Event, EventKind, GrnRecord, PoRecord, PoStatus, SerialRecord,
-    SerialState, SkuKind, SkuRecord, UsnType,
+    AccountRecord, Condition, Event, EventKind, GrnRecord, PoRecord, PoStatus, RecordOp,
+    SerialRecord, SerialState, SkuKind, SkuRecord, UsnType,
 };
 use crate::outcome::{GrnReply, OutcomeCode, UnitError};
 use crate::serial::SerialList;
-use crate::store::{codec, keys, Commit};
+use crate::store::{codec, keys, Commit, Op};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrnMode {
@@ -252,11 +253,29 @@ pub(super) fn receive(
     let mut verdicts = Verdicts::new(units.len());
     let keyed = batch::keyed_units(&units, slot.id, &mut verdicts);
     let hashed = started.elapsed();
-    let found = batch::lookup(engine, slot.id, &keyed, &units)?;
+    // Types 1 and 3: serials still open on this PO's lines are recognised from the PO's own
+    // lists without a read; only the rest (usually errors) are looked up.
+    let open = match usn {
+        UsnType::SellerOnPo | UsnType::GeneratedForPo => {
+            open_lines(engine, slot.id, &po, &keyed, &units)?
+        }
+        _ => Vec::new(),
+    };
+    let is_open = |index: usize| open.get(index).is_some_and(|&line| line != BY_SKU);
+    let found = batch::lookup_where(engine, slot.id, &keyed, &units, |i| !is_open(i))?;
     let confirmed = started.elapsed();
 
     // The USN rule per unit; types 1 and 3 bind a unit to the line its serial belongs to.
-    let bound = apply_unit_rule(usn, &po, &items, &units, &keyed, &found, &mut verdicts);
+    let bound = apply_unit_rule(
+        usn,
+        &po,
+        &items,
+        &units,
+        &keyed,
+        &open,
+        &found,
+        &mut verdicts,
+    );
     check_items(usn, &items, &units, &po, &mut verdicts);
     let (spans, plain) = allocate(
         &account_record,
@@ -355,7 +374,9 @@ pub(super) fn receive(
         (0..units.len() as u32).map(|u| units.serial(u)),
         1,
     ));
-    let value = |index: usize, unit: u32, out: &mut Vec<u8>| values.write(&found, index, unit, out);
+    let value = |index: usize, unit: u32, out: &mut Vec<u8>| {
+        values.write(&found, is_open(index), index, unit, out)
+    };
     let runs = SerialRuns::new(slot.id, &keyed, &units, &value);
     // The prefilter is filled while the commit is written: if the commit fails, the extra
     // fingerprints are harmless (the prefilter only has to be a superset of what is stored).
@@ -442,14 +463,114 @@ fn outstanding_items(
     Ok(items)
 }
 
-/// Applies the account's USN rule to every unit found (or not) in storage. Returns, for
-/// types 1 and 3, the line each unit's serial belongs to (`BY_SKU` otherwise).
+/// For types 1 and 3: the line of this PO on which each unit of `keyed` is open (listed
+/// and neither received nor cancelled), or `BY_SKU`; indexed like `keyed`.
+///
+/// A line's open serials are its list from `open_from` on, minus what the PO's GRNs
+/// received: the records agree, because every change to a listed serial's record is one of
+/// those (a GRN of this PO, or a PO update moving `open_from`; a cancelled PO takes no GRN).
+fn open_lines(
+    engine: &Engine,
+    account: u32,
+    po: &PoRecord,
+    keyed: &[(u64, u32)],
+    units: &Units<'_>,
+) -> Result<Vec<u32>> {
+    // (hash, line, index into `listed`) of every serial listed on a live line.
+    let mut listed = SerialList::new();
+    let mut lines: Vec<u32> = Vec::new();
+    for (at, line) in po.lines.iter().enumerate() {
+        if line.is_removed() || line.open_from >= line.listed {
+            continue;
+        }
+        let owner = super::po::line_owner(po.id, at);
+        let (_, end) = keys::list_range(account, keys::ListKind::PoLine, owner);
+        let start = keys::list_chunk(
+            account,
+            keys::ListKind::PoLine,
+            owner,
+            line.open_from as u32,
+        );
+        let serials = batch::read_lists(engine, &start, &end)?;
+        for serial in serials.iter() {
+            listed.push(serial);
+            lines.push(at as u32);
+        }
+    }
+    let mut open: Vec<(u64, u32)> = (0..listed.len() as u32)
+        .into_par_iter()
+        .map(|i| {
+            (
+                crate::serial::serial_hash(account, listed.get(i as usize)),
+                i,
+            )
+        })
+        .collect();
+    open.par_sort_unstable();
+    // What the PO's GRNs received is closed.
+    let mut received = SerialList::new();
+    let (start, end) = keys::po_grn_range(account, po.id);
+    let mut grns = Vec::new();
+    engine.store.scan(&start, &end, &mut |key, _| {
+        if let Some(seq) = key.get(key.len() - 4..).and_then(|b| b.try_into().ok()) {
+            grns.push(u32::from_be_bytes(seq));
+        }
+        true
+    })?;
+    for seq in grns {
+        let (start, end) = keys::list_range(account, keys::ListKind::Grn, seq.into());
+        for serial in batch::read_lists(engine, &start, &end)?.iter() {
+            received.push(serial);
+        }
+    }
+    let mut closed: Vec<(u64, u32)> = (0..received.len() as u32)
+        .into_par_iter()
+        .map(|i| {
+            (
+                crate::serial::serial_hash(account, received.get(i as usize)),
+                i,
+            )
+        })
+        .collect();
+    closed.par_sort_unstable();
+    let is_closed = |hash: u64, serial: &[u8]| {
+        let from = closed.partition_point(|&(h, _)| h < hash);
+        closed[from..]
+            .iter()
+            .take_while(|(h, _)| *h == hash)
+            .any(|&(_, i)| received.get(i as usize) == serial)
+    };
+
+    // Both sides are sorted by hash: one merge pass.
+    let mut result = vec![BY_SKU; keyed.len()];
+    let mut at = 0;
+    for (index, &(hash, unit)) in keyed.iter().enumerate() {
+        while at < open.len() && open[at].0 < hash {
+            at += 1;
+        }
+        let serial = units.serial(unit);
+        let same_hash = open[at..].iter().take_while(|(h, _)| *h == hash);
+        for &(_, i) in same_hash {
+            if listed.get(i as usize) == serial && !is_closed(hash, serial) {
+                result[index] = lines[i as usize];
+                break;
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// Applies the account's USN rule to every unit: open on a line of this PO (`open`), found
+/// in storage, or neither. Returns, for types 1 and 3, the line each unit's serial belongs
+/// to (`BY_SKU` otherwise).
+#[allow(clippy::too_many_arguments)]
 fn apply_unit_rule(
     usn: UsnType,
     po: &PoRecord,
     items: &[Item<'_>],
     units: &Units<'_>,
     keyed: &[(u64, u32)],
+    open: &[u32],
     found: &Found,
     verdicts: &mut Verdicts,
 ) -> Vec<u32> {
@@ -461,6 +582,19 @@ fn apply_unit_rule(
     };
     let mut next_found = found.0.iter().peekable();
     for (index, &(_, unit)) in keyed.iter().enumerate() {
+        if let Some(&line) = open.get(index).filter(|&&line| line != BY_SKU) {
+            let item_sku = items[units.item_of(unit)].sku.as_ref().map(|s| s.id);
+            if item_sku.is_some_and(|sku| sku != po.lines[line as usize].sku) {
+                verdicts.fail(
+                    unit,
+                    OutcomeCode::WrongSku,
+                    Some("serial belongs to another SKU on this PO".into()),
+                );
+            } else {
+                bound[unit as usize] = line;
+            }
+            continue;
+        }
         let existing = match next_found.peek() {
             Some((i, record)) if *i == index => {
                 next_found.next();
@@ -734,7 +868,10 @@ fn line_kinds(engine: &Engine, account: u32, po: &PoRecord) -> Result<Vec<SkuKin
 struct Values {
     /// `(first unit, record)`, ascending by first unit; a span covers up to the next.
     spans: Vec<(u32, SerialRecord)>,
+    /// Each span's record, encoded.
     encoded: Vec<Vec<u8>>,
+    /// Each span's `RecordOp::Inward`, encoded: the merge operand for units open on a line.
+    inward_ops: Vec<Vec<u8>>,
 }
 
 impl Values {
@@ -773,12 +910,36 @@ impl Values {
             })
             .collect();
         let encoded = spans.iter().map(|(_, r)| codec::encode(r)).collect();
-        Self { spans, encoded }
+        let inward_ops = spans
+            .iter()
+            .map(|(_, r)| {
+                codec::encode(&RecordOp::Inward {
+                    sku: r.sku,
+                    po: r.po,
+                    line: r.line,
+                    grn: r.grn,
+                    condition: r.condition,
+                    bin: r.bin.clone(),
+                    qc_reason: r.qc_reason.clone(),
+                    at_ms: now,
+                })
+            })
+            .collect();
+        Self {
+            spans,
+            encoded,
+            inward_ops,
+        }
     }
 
-    /// Writes the value of unit `unit` (`keyed[index]`) into `out`.
-    fn write(&self, found: &Found, index: usize, unit: u32, out: &mut Vec<u8>) {
+    /// Writes the entry of unit `unit` (`keyed[index]`) into `out`: a merge operand for a
+    /// unit open on a line (its record is not read), else the whole new record.
+    fn write(&self, found: &Found, open: bool, index: usize, unit: u32, out: &mut Vec<u8>) -> Op {
         let span = self.spans.partition_point(|(s, _)| *s <= unit) - 1;
+        if open {
+            out.extend_from_slice(&self.inward_ops[span]);
+            return Op::Merge;
+        }
         match found.get(index) {
             None => out.extend_from_slice(&self.encoded[span]),
             Some(old) => {
@@ -789,5 +950,6 @@ impl Values {
                 codec::encode_into(&record, out);
             }
         }
+        Op::Put
     }
 }

@@ -131,6 +131,7 @@ impl Engine {
                     generated: listed,
                     received: 0,
                     listed,
+                    open_from: 0,
                 }
             })
             .collect();
@@ -316,9 +317,14 @@ impl Engine {
                     generated: 0,
                     received: 0,
                     listed: 0,
+                    open_from: 0,
                 });
             }
             let line = &mut po.lines[at];
+            if replaced.contains(&at) {
+                // What the line listed so far is cancelled or listed again below.
+                line.open_from = line.listed;
+            }
             if let Some(serials) = serials {
                 puts.extend(list_chunks(slot.id, po.id, at, line.listed, serials));
             }
@@ -331,6 +337,7 @@ impl Engine {
             let line = &mut po.lines[at];
             line.ordered = 0;
             line.generated = 0;
+            line.open_from = line.listed;
         }
         for (serial, mut existing) in open {
             if relisted.contains(&serial) {

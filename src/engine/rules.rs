@@ -261,6 +261,7 @@ mod tests {
             generated: 0,
             received,
             listed: 0,
+            open_from: 0,
         }
     }
 

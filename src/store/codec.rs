@@ -5,6 +5,7 @@
 use bincode::{Decode, Encode};
 
 use super::StoreError;
+use crate::domain::{RecordOp, SerialRecord};
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -31,6 +32,24 @@ pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, StoreError> {
         )));
     }
     Ok(value)
+}
+
+/// The merge operator of serial records: `existing` (a `SerialRecord`, if any) with each
+/// operand (a `RecordOp`) applied in order. `None` (undecodable input) makes RocksDB report
+/// corruption rather than invent a value.
+pub fn merge_serial_record<'a>(
+    existing: Option<&[u8]>,
+    operands: impl Iterator<Item = &'a [u8]>,
+) -> Option<Vec<u8>> {
+    let mut record: Option<SerialRecord> = match existing {
+        Some(bytes) => Some(decode(bytes).ok()?),
+        None => None,
+    };
+    for operand in operands {
+        let op: RecordOp = decode(operand).ok()?;
+        record = Some(SerialRecord::apply(record, op));
+    }
+    record.map(|r| encode(&r))
 }
 
 #[cfg(test)]
@@ -92,6 +111,47 @@ mod tests {
             hex(&encode(&grn)),
             format!("01014701{}0504000000 09", "ab".repeat(16)).replace(' ', "")
         );
+    }
+
+    #[test]
+    fn merge_applies_operands_in_order_to_the_base_record() {
+        let base = SerialRecord {
+            state: SerialState::Expected,
+            sku: 3,
+            po: 1,
+            line: 0,
+            grn: 0,
+            condition: Condition::Good,
+            bin: None,
+            qc_reason: None,
+            order: None,
+            history: vec![Event {
+                at_ms: 5,
+                kind: EventKind::Expected { po: 1 },
+            }],
+        };
+        let op = RecordOp::Inward {
+            sku: 3,
+            po: 1,
+            line: 0,
+            grn: 9,
+            condition: Condition::Bad,
+            bin: Some("B".into()),
+            qc_reason: Some("DENT".into()),
+            at_ms: 7,
+        };
+        let merged =
+            merge_serial_record(Some(&encode(&base)), [encode(&op).as_slice()].into_iter())
+                .unwrap();
+        let merged: SerialRecord = decode(&merged).unwrap();
+        assert_eq!(merged.state, SerialState::Inwarded);
+        assert_eq!((merged.grn, merged.condition), (9, Condition::Bad));
+        assert_eq!(
+            merged.history.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+            vec![5, 7]
+        );
+        assert!(merge_serial_record(Some(&[0xFF]), std::iter::empty()).is_none());
+        assert!(merge_serial_record(None, [[0xFFu8].as_slice()].into_iter()).is_none());
     }
 
     #[test]

@@ -19,8 +19,18 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// A sink for key-value pairs; returning an error stops the producer.
-pub type EntrySink<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
+/// What an entry of a bulk write does to its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// The value replaces whatever the key held.
+    Put,
+    /// The value is an update applied to the key's current value when it is read
+    /// ([`codec::merge_serial_record`]): a write that needs no read first.
+    Merge,
+}
+
+/// A sink for entries; returning an error stops the producer.
+pub type EntrySink<'a> = dyn FnMut(Op, &[u8], &[u8]) -> Result<(), StoreError> + 'a;
 
 /// Sorted, non-overlapping runs of entries produced on demand, so a ten-million-serial
 /// commit is never materialised as ten million `Vec`s. Runs are in ascending key order, each

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use rocksdb::{
-    BlockBasedOptions, Cache, DBCompressionType, ErrorKind, IngestExternalFileOptions, Options,
-    ReadOptions, SstFileWriter, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, DBCompressionType, ErrorKind, IngestExternalFileOptions,
+    MergeOperands, Options, ReadOptions, SstFileWriter, WriteBatch, WriteOptions, DB,
 };
 
-use super::{Commit, EntrySink, SortedRuns, Store, StoreError, StoreStats, WriteTicket};
+use super::{codec, Commit, EntrySink, Op, SortedRuns, Store, StoreError, StoreStats, WriteTicket};
 
 /// Read size when reading a freshly written SST file back into the page cache.
 const READ_BACK_CHUNK_BYTES: usize = 1 << 20;
@@ -60,6 +60,10 @@ pub struct RocksStore {
     sync_lock: parking_lot::Mutex<()>,
     config: RocksConfig,
 }
+
+/// Name of the merge operator recorded in the DB's OPTIONS file; a DB holding merge
+/// operands can only be read with the operator of this name.
+const MERGE_OPERATOR_NAME: &str = "serialgate.serial-record.v1";
 
 fn io(e: rocksdb::Error) -> StoreError {
     match e.kind() {
@@ -113,8 +117,21 @@ impl RocksStore {
         // filter on the last level would cost ~1.25 bytes per serial and rarely save a read.
         opts.set_optimize_filters_for_hits(true);
         opts.set_block_based_table_factory(&table_options(Some(&cache)));
+        opts.set_merge_operator(
+            MERGE_OPERATOR_NAME,
+            |_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands| {
+                codec::merge_serial_record(existing, operands.iter())
+            },
+            // Operands are only ever folded into a base value, never into each other.
+            |_key: &[u8], _existing: Option<&[u8]>, _operands: &MergeOperands| None,
+        );
 
-        let db = DB::open_cf(&opts, path, [rocksdb::DEFAULT_COLUMN_FAMILY_NAME]).map_err(io)?;
+        // The default column family is opened with these options explicitly: `open_cf` by
+        // name alone would open it with RocksDB's defaults (no merge operator, no bloom
+        // filters, default table options).
+        let default_cf =
+            rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone());
+        let db = DB::open_cf_descriptors(&opts, path, [default_cf]).map_err(io)?;
 
         let mut sst_options = Options::default();
         sst_options.set_compression_type(DBCompressionType::None);
@@ -146,8 +163,11 @@ impl RocksStore {
         }
         if let Some(runs) = commit.runs {
             for run in 0..runs.run_count() {
-                runs.emit(run, &mut |key, value| {
-                    batch.put(key, value);
+                runs.emit(run, &mut |op, key, value| {
+                    match op {
+                        Op::Put => batch.put(key, value),
+                        Op::Merge => batch.merge(key, value),
+                    }
                     Ok(())
                 })?;
             }
@@ -165,7 +185,13 @@ impl RocksStore {
     ) -> Result<(), StoreError> {
         let mut writer = SstFileWriter::create(&self.sst_options);
         writer.open(path).map_err(io)?;
-        emit(&mut |key, value| writer.put(key, value).map_err(io))?;
+        emit(&mut |op, key, value| {
+            match op {
+                Op::Put => writer.put(key, value),
+                Op::Merge => writer.merge(key, value),
+            }
+            .map_err(io)
+        })?;
         writer.finish().map_err(io)?;
         // SstFileWriter drops the file it writes from the OS page cache (every 1 MiB and at
         // close; the C API cannot turn that off). Serials received by recent GRNs would then
@@ -210,7 +236,7 @@ impl RocksStore {
                         if puts.get(i + 1).is_some_and(|next| &next.0 == key) {
                             continue;
                         }
-                        sink(key, value)?;
+                        sink(Op::Put, key, value)?;
                     }
                     Ok(())
                 })?;
@@ -359,8 +385,11 @@ impl PlainRocks {
         fill: &mut dyn FnMut(&mut EntrySink<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        fill(&mut |key, value| {
-            batch.put(key, value);
+        fill(&mut |op, key, value| {
+            match op {
+                Op::Put => batch.put(key, value),
+                Op::Merge => batch.merge(key, value),
+            }
             Ok(())
         })?;
         let mut write_options = WriteOptions::default();
