@@ -178,7 +178,7 @@ impl Raw {
     }
 }
 
-fn redis_cli(port: &str, args: &[&str]) -> String {
+pub fn redis_cli(port: &str, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
         .args(["-p", port])
         .args(args)

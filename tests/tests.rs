@@ -9,6 +9,7 @@ mod lifecycle;
 mod outcomes;
 mod recovery;
 mod server;
+mod server_usn;
 mod type1;
 mod type2;
 mod type3;
