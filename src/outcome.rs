@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::serial::SerialList;
+
 /// Why one unit of a request failed validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -101,7 +103,8 @@ pub enum GrnReply {
         #[serde(rename = "grnId")]
         grn_id: String,
         units: u64,
-        serials: Vec<String>,
+        /// Serials the engine generated for the GRN (type 4), in item order.
+        serials: SerialList,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         replayed: bool,
     },
@@ -228,7 +231,7 @@ mod tests {
         let committed = GrnReply::Committed {
             grn_id: "G".into(),
             units: 3,
-            serials: vec![],
+            serials: SerialList::new(),
             replayed: true,
         };
         assert_eq!(

@@ -113,6 +113,14 @@ impl SerialList {
         self.ends.push(end);
     }
 
+    /// Appends every serial of `other`: two copies, no per-serial work.
+    pub fn append(&mut self, other: &SerialList) {
+        let base = u32::try_from(self.bytes.len()).expect("serial list exceeds 4 GiB");
+        self.bytes.extend_from_slice(&other.bytes);
+        u32::try_from(self.bytes.len()).expect("serial list exceeds 4 GiB");
+        self.ends.extend(other.ends.iter().map(|end| base + end));
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -209,6 +217,17 @@ impl<'de> Visitor<'de> for AppendSerial<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_keeps_every_serial() {
+        let mut a: SerialList = ["A1", "B22"].iter().collect();
+        let b: SerialList = ["C333", "D"].iter().collect();
+        a.append(&b);
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            vec![&b"A1"[..], b"B22", b"C333", b"D"]
+        );
+    }
 
     #[test]
     fn syntax_edges() {

@@ -1,6 +1,7 @@
 //! USN type 2 end to end: seller serials given at GRN must be new to the account.
 
 use serialgate::outcome::{GrnReply, OutcomeCode};
+use serialgate::serial::SerialList;
 use serialgate::{EngineError, GrnMode};
 
 use crate::util::*;
@@ -22,7 +23,7 @@ fn commit_receives_serials_and_plain_quantities() {
             GrnReply::Committed {
                 grn_id: "GRN-1".into(),
                 units: 7,
-                serials: vec![],
+                serials: SerialList::new(),
                 replayed: false
             },
             "{path:?}"
@@ -304,7 +305,7 @@ fn idempotent_replay_and_conflicting_reuse_of_a_grn_id() {
         GrnReply::Committed {
             grn_id: "GRN-1".into(),
             units: 2,
-            serials: vec![],
+            serials: SerialList::new(),
             replayed: true
         }
     );

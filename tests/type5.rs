@@ -22,11 +22,13 @@ fn type5(path: WritePath, auto_grn: bool) -> (tempfile::TempDir, serialgate::Eng
 fn pooled_serials_are_bound_at_grn() {
     for path in BOTH_PATHS {
         let (_dir, engine) = type5(path, false);
-        let unbound = engine.generate_pool(ACCOUNT, 4, None).unwrap().serials;
-        let for_s2 = engine
-            .generate_pool(ACCOUNT, 2, Some("S2"))
-            .unwrap()
-            .serials;
+        let unbound = strings(&engine.generate_pool(ACCOUNT, 4, None).unwrap().serials);
+        let for_s2 = strings(
+            &engine
+                .generate_pool(ACCOUNT, 2, Some("S2"))
+                .unwrap()
+                .serials,
+        );
         assert_eq!(state_of(&engine, &unbound[0]).as_deref(), Some("generated"));
         assert!(matches!(
             engine.generate_pool(ACCOUNT, 1, Some("P1")),
@@ -99,11 +101,13 @@ fn pooled_serials_are_bound_at_grn() {
 fn auto_grn_draws_unused_pooled_serials_when_enabled() {
     let (_dir, engine) = type5(WritePath::Ingest, true);
     po(&engine, "PO-1", &[("S1", 3), ("S2", 1), ("P1", 2)]);
-    let for_s2 = engine
-        .generate_pool(ACCOUNT, 1, Some("S2"))
-        .unwrap()
-        .serials;
-    let unbound = engine.generate_pool(ACCOUNT, 2, None).unwrap().serials;
+    let for_s2 = strings(
+        &engine
+            .generate_pool(ACCOUNT, 1, Some("S2"))
+            .unwrap()
+            .serials,
+    );
+    let unbound = strings(&engine.generate_pool(ACCOUNT, 2, None).unwrap().serials);
     // Pool short by one serial for S1: refused, nothing written.
     let before = digest(&engine);
     let short = engine
@@ -116,10 +120,12 @@ fn auto_grn_draws_unused_pooled_serials_when_enabled() {
     );
     assert_eq!(digest(&engine), before);
 
-    let more = engine
-        .generate_pool(ACCOUNT, 1, Some("S1"))
-        .unwrap()
-        .serials;
+    let more = strings(
+        &engine
+            .generate_pool(ACCOUNT, 1, Some("S1"))
+            .unwrap()
+            .serials,
+    );
     let reply = engine
         .receive(ACCOUNT, &grn("GRN-A", "PO-1", vec![]), GrnMode::Auto)
         .unwrap();

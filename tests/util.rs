@@ -206,3 +206,10 @@ pub fn line_counts(engine: &Engine, reference: &str) -> Vec<(u64, u64, u64)> {
 pub fn digest(engine: &Engine) -> u128 {
     engine.content_digest().unwrap()
 }
+
+/// A serial list as strings, for comparisons in tests.
+pub fn strings(list: &SerialList) -> Vec<String> {
+    list.iter()
+        .map(|s| String::from_utf8(s.to_vec()).unwrap())
+        .collect()
+}

@@ -93,10 +93,6 @@ fn timed(
     Ok(elapsed)
 }
 
-fn list(strings: &[String]) -> SerialList {
-    strings.iter().map(String::as_bytes).collect()
-}
-
 pub fn usn_types(args: UsnTypesArgs) -> anyhow::Result<()> {
     ensure!(
         args.grn_size as u64 <= GENERATE_COUNT_MAX,
@@ -177,7 +173,7 @@ pub fn usn_types(args: UsnTypesArgs) -> anyhow::Result<()> {
             (
                 2,
                 "t3",
-                grn(&id, &reference, None, list(&generated.serials)),
+                grn(&id, &reference, None, generated.serials.clone()),
                 GrnMode::Commit,
             ),
             (
@@ -193,7 +189,7 @@ pub fn usn_types(args: UsnTypesArgs) -> anyhow::Result<()> {
             (
                 4,
                 "t5",
-                grn(&id, &reference, Some(SKU), list(&pooled.serials)),
+                grn(&id, &reference, Some(SKU), pooled.serials.clone()),
                 GrnMode::Commit,
             ),
         ];

@@ -20,6 +20,9 @@ use crate::outcome::OutcomeCode;
 use crate::serial::{self, SerialList};
 use crate::store::{codec, keys};
 
+/// Counter values spelled per parallel task.
+const GENERATE_PIECE: u64 = 65_536;
+
 /// Most serials one `SERIALS.GENERATE` may make.
 pub const GENERATE_COUNT_MAX: u64 = 1_000_000;
 
@@ -32,7 +35,7 @@ pub struct GenerateReply {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sku: Option<String>,
     pub count: usize,
-    pub serials: Vec<String>,
+    pub serials: SerialList,
 }
 
 /// Draws `count` serials the account has never stored from its generator, advancing
@@ -58,10 +61,26 @@ pub(super) fn draw(
                     record.last_serial_counter
                 ))
             })?;
+        // Spelled in parallel pieces, then joined (two copies per piece).
+        let pieces: Vec<SerialList> = (first..=last)
+            .step_by(GENERATE_PIECE as usize)
+            .collect::<Vec<u64>>()
+            .into_par_iter()
+            .map(|from| {
+                let to = (from + GENERATE_PIECE - 1).min(last);
+                let n = (to - from + 1) as usize;
+                let mut piece = SerialList::with_capacity(n, n * len);
+                for counter in from..=to {
+                    generator.push(counter, &mut piece);
+                }
+                piece
+            })
+            .collect();
         let mut candidates = SerialList::with_capacity(need as usize, need as usize * len);
-        for counter in first..=last {
-            generator.push(counter, &mut candidates);
+        for piece in &pieces {
+            candidates.append(piece);
         }
+        drop(pieces);
         record.last_serial_counter = last;
         // Values the prefilter cannot rule out are read; any stored one is skipped.
         let maybe: Vec<usize> = (0..candidates.len())
@@ -275,7 +294,7 @@ impl Engine {
             reference_code: Some(po.reference_code),
             sku: Some(sku.to_string()),
             count: serials.len(),
-            serials: super::grn::to_strings(&serials),
+            serials,
         })
     }
 
@@ -352,7 +371,7 @@ impl Engine {
             reference_code: None,
             sku: sku.map(str::to_string),
             count: serials.len(),
-            serials: super::grn::to_strings(&serials),
+            serials,
         })
     }
 }

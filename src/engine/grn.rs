@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3Default;
 
 use super::batch::{self, Found, SerialRuns, Units, Verdicts, PARALLEL_UNITS_MIN};
@@ -177,9 +176,9 @@ pub(super) fn receive(
         }
         let serials = if existing.generated_count > 0 {
             let (start, end) = keys::list_range(slot.id, keys::ListKind::Grn, existing.seq.into());
-            to_strings(&batch::read_lists(engine, &start, &end)?)
+            batch::read_lists(engine, &start, &end)?
         } else {
-            Vec::new()
+            SerialList::new()
         };
         // The original may still be waiting for its sync (early lock release): a replay must
         // not acknowledge it before it is durable.
@@ -401,19 +400,16 @@ pub(super) fn receive(
     drop(guard);
     engine.sync(ticket)?;
     log_stages("committed", validated, started.elapsed());
-    let serials = generated.iter().flatten().flat_map(to_strings).collect();
+    let mut serials = SerialList::with_capacity(generated_count as usize, 0);
+    for list in generated.iter().flatten() {
+        serials.append(list);
+    }
     Ok(GrnReply::Committed {
         grn_id: payload.grn_id.clone(),
         units: total_units,
         serials,
         replayed: false,
     })
-}
-
-pub(super) fn to_strings(list: &SerialList) -> Vec<String> {
-    list.iter()
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
 }
 
 /// Auto mode, types 4 and 5: one item per serialized line whose SKU the payload does not
@@ -464,11 +460,8 @@ fn outstanding_items(
 }
 
 /// For types 1 and 3: the line of this PO on which each unit of `keyed` is open (listed
-/// and neither received nor cancelled), or `BY_SKU`; indexed like `keyed`.
-///
-/// A line's open serials are its list from `open_from` on, minus what the PO's GRNs
-/// received: the records agree, because every change to a listed serial's record is one of
-/// those (a GRN of this PO, or a PO update moving `open_from`; a cancelled PO takes no GRN).
+/// and neither received nor cancelled), or `BY_SKU`; indexed like `keyed`. Both sides are
+/// sorted by hash: one merge pass.
 fn open_lines(
     engine: &Engine,
     account: u32,
@@ -476,83 +469,17 @@ fn open_lines(
     keyed: &[(u64, u32)],
     units: &Units<'_>,
 ) -> Result<Vec<u32>> {
-    // (hash, line, index into `listed`) of every serial listed on a live line.
-    let mut listed = SerialList::new();
-    let mut lines: Vec<u32> = Vec::new();
-    for (at, line) in po.lines.iter().enumerate() {
-        if line.is_removed() || line.open_from >= line.listed {
-            continue;
-        }
-        let owner = super::po::line_owner(po.id, at);
-        let (_, end) = keys::list_range(account, keys::ListKind::PoLine, owner);
-        let start = keys::list_chunk(
-            account,
-            keys::ListKind::PoLine,
-            owner,
-            line.open_from as u32,
-        );
-        let serials = batch::read_lists(engine, &start, &end)?;
-        for serial in serials.iter() {
-            listed.push(serial);
-            lines.push(at as u32);
-        }
-    }
-    let mut open: Vec<(u64, u32)> = (0..listed.len() as u32)
-        .into_par_iter()
-        .map(|i| {
-            (
-                crate::serial::serial_hash(account, listed.get(i as usize)),
-                i,
-            )
-        })
-        .collect();
-    open.par_sort_unstable();
-    // What the PO's GRNs received is closed.
-    let mut received = SerialList::new();
-    let (start, end) = keys::po_grn_range(account, po.id);
-    let mut grns = Vec::new();
-    engine.store.scan(&start, &end, &mut |key, _| {
-        if let Some(seq) = key.get(key.len() - 4..).and_then(|b| b.try_into().ok()) {
-            grns.push(u32::from_be_bytes(seq));
-        }
-        true
-    })?;
-    for seq in grns {
-        let (start, end) = keys::list_range(account, keys::ListKind::Grn, seq.into());
-        for serial in batch::read_lists(engine, &start, &end)?.iter() {
-            received.push(serial);
-        }
-    }
-    let mut closed: Vec<(u64, u32)> = (0..received.len() as u32)
-        .into_par_iter()
-        .map(|i| {
-            (
-                crate::serial::serial_hash(account, received.get(i as usize)),
-                i,
-            )
-        })
-        .collect();
-    closed.par_sort_unstable();
-    let is_closed = |hash: u64, serial: &[u8]| {
-        let from = closed.partition_point(|&(h, _)| h < hash);
-        closed[from..]
-            .iter()
-            .take_while(|(h, _)| *h == hash)
-            .any(|&(_, i)| received.get(i as usize) == serial)
-    };
-
-    // Both sides are sorted by hash: one merge pass.
+    let open = engine.open_serials(account, po)?;
     let mut result = vec![BY_SKU; keyed.len()];
     let mut at = 0;
     for (index, &(hash, unit)) in keyed.iter().enumerate() {
-        while at < open.len() && open[at].0 < hash {
+        while at < open.by_hash.len() && open.by_hash[at].0 < hash {
             at += 1;
         }
         let serial = units.serial(unit);
-        let same_hash = open[at..].iter().take_while(|(h, _)| *h == hash);
-        for &(_, i) in same_hash {
-            if listed.get(i as usize) == serial && !is_closed(hash, serial) {
-                result[index] = lines[i as usize];
+        for &(_, i) in open.by_hash[at..].iter().take_while(|(h, _)| *h == hash) {
+            if open.serials.get(i as usize) == serial {
+                result[index] = open.lines[i as usize];
                 break;
             }
         }

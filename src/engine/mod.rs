@@ -15,6 +15,7 @@ pub mod payload;
 mod po;
 mod report;
 pub mod rules;
+mod verify;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

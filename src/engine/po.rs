@@ -13,6 +13,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rayon::prelude::*;
+
 use super::batch::{self, Units, Verdicts};
 use super::payload::{PoItem, PoPayload};
 use super::{check_name, now_ms, rules, Engine, EngineError, Result, PO_LINES_MAX};
@@ -21,12 +23,32 @@ use crate::domain::{
     SerialState, SkuKind, SkuRecord, UsnType,
 };
 use crate::outcome::{OutcomeCode, PoReply, UnitError};
-use crate::serial::SerialList;
+use crate::serial::{self, SerialList};
 use crate::store::{codec, keys};
 
 /// A line's list owner in `keys::ListKind::PoLine`.
 pub(super) fn line_owner(po: u32, line: usize) -> u64 {
     (u64::from(po) << 16) | line as u64
+}
+
+/// The serials open on a PO's lines (types 1 and 3): listed on a live line from its
+/// `open_from` on, and not received by any of the PO's GRNs (design.md, invariant 6).
+pub(super) struct OpenSerials {
+    pub serials: SerialList,
+    /// The line index of each serial.
+    pub lines: Vec<u32>,
+    /// `(hash, index into serials)`, ascending.
+    pub by_hash: Vec<(u64, u32)>,
+}
+
+/// `(hash, index)` of every serial of `list`, sorted.
+fn hashed(account: u32, list: &SerialList) -> Vec<(u64, u32)> {
+    let mut out: Vec<(u64, u32)> = (0..list.len() as u32)
+        .into_par_iter()
+        .map(|i| (serial::serial_hash(account, list.get(i as usize)), i))
+        .collect();
+    out.par_sort_unstable();
+    out
 }
 
 /// What a PO write does to serial records.
@@ -415,6 +437,66 @@ impl Engine {
             .iter()
             .map(|item| self.sku_record(account, &item.sku))
             .collect()
+    }
+
+    /// The serials open on `po`'s lines, recognised from the PO's own lists: no record is
+    /// read. This is what lets a type 1/3 GRN skip a read per serial.
+    pub(super) fn open_serials(&self, account: u32, po: &PoRecord) -> Result<OpenSerials> {
+        let mut listed = SerialList::new();
+        let mut lines: Vec<u32> = Vec::new();
+        for (at, line) in po.lines.iter().enumerate() {
+            if line.is_removed() || line.open_from >= line.listed {
+                continue;
+            }
+            let owner = line_owner(po.id, at);
+            let (_, end) = keys::list_range(account, keys::ListKind::PoLine, owner);
+            let start = keys::list_chunk(
+                account,
+                keys::ListKind::PoLine,
+                owner,
+                line.open_from as u32,
+            );
+            for serial in batch::read_lists(self, &start, &end)?.iter() {
+                listed.push(serial);
+                lines.push(at as u32);
+            }
+        }
+        // What the PO's GRNs received is closed.
+        let mut received = SerialList::new();
+        for seq in self.po_grns(account, po.id)? {
+            let (start, end) = keys::list_range(account, keys::ListKind::Grn, seq.into());
+            for serial in batch::read_lists(self, &start, &end)?.iter() {
+                received.push(serial);
+            }
+        }
+        let closed = hashed(account, &received);
+        let is_closed = |hash: u64, serial: &[u8]| {
+            let from = closed.partition_point(|&(h, _)| h < hash);
+            closed[from..]
+                .iter()
+                .take_while(|(h, _)| *h == hash)
+                .any(|&(_, i)| received.get(i as usize) == serial)
+        };
+        let mut by_hash = hashed(account, &listed);
+        by_hash.retain(|&(hash, i)| !is_closed(hash, listed.get(i as usize)));
+        Ok(OpenSerials {
+            serials: listed,
+            lines,
+            by_hash,
+        })
+    }
+
+    /// Sequence numbers of the GRNs received against PO `po`, ascending.
+    pub(super) fn po_grns(&self, account: u32, po: u32) -> Result<Vec<u32>> {
+        let (start, end) = keys::po_grn_range(account, po);
+        let mut grns = Vec::new();
+        self.store.scan(&start, &end, &mut |key, _| {
+            if let Some(seq) = key.get(key.len() - 4..).and_then(|b| b.try_into().ok()) {
+                grns.push(u32::from_be_bytes(seq));
+            }
+            true
+        })?;
+        Ok(grns)
     }
 
     /// Every serial ever listed on line `line` of PO `po` (in list order, maybe repeating).

@@ -40,15 +40,7 @@ impl Engine {
         for line in 0..po.lines.len() {
             add(&self.line_serials(slot.id, po.id, line)?);
         }
-        let (start, end) = keys::po_grn_range(slot.id, po.id);
-        let mut grns = Vec::new();
-        self.store.scan(&start, &end, &mut |key, _| {
-            if let Some(seq) = key.get(key.len() - 4..).and_then(|b| b.try_into().ok()) {
-                grns.push(u32::from_be_bytes(seq));
-            }
-            true
-        })?;
-        for seq in grns {
+        for seq in self.po_grns(slot.id, po.id)? {
             let (start, end) = keys::list_range(slot.id, keys::ListKind::Grn, seq.into());
             add(&batch::read_lists(self, &start, &end)?);
         }
