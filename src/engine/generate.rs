@@ -82,15 +82,24 @@ pub(super) fn draw(
         }
         drop(pieces);
         record.last_serial_counter = last;
-        // Values the prefilter cannot rule out are read; any stored one is skipped.
-        let maybe: Vec<usize> = (0..candidates.len())
+        // Values the prefilter cannot rule out are read; any stored one is skipped. Probed in
+        // hash order, a segment at a time: far cheaper than one random probe per value.
+        let mut keyed: Vec<(u64, u32)> = (0..candidates.len() as u32)
             .into_par_iter()
-            .filter(|&i| {
-                engine
-                    .prefilter
-                    .contains(serial::serial_hash(account, candidates.get(i)))
-            })
+            .map(|i| (serial::serial_hash(account, candidates.get(i as usize)), i))
             .collect();
+        keyed.par_sort_unstable();
+        let mut hit = vec![false; keyed.len()];
+        engine
+            .prefilter
+            .probe_sorted(&keyed, |entry| entry.0, &mut hit);
+        let maybe: Vec<usize> = keyed
+            .iter()
+            .zip(&hit)
+            .filter(|(_, hit)| **hit)
+            .map(|((_, i), _)| *i as usize)
+            .collect();
+        drop((keyed, hit));
         let mut taken = vec![false; candidates.len()];
         if !maybe.is_empty() {
             let suspects: SerialList = maybe.iter().map(|&i| candidates.get(i)).collect();
