@@ -6,6 +6,7 @@ mod util;
 mod atomicity;
 mod concurrency;
 mod lifecycle;
+mod model;
 mod outcomes;
 mod recovery;
 mod server;

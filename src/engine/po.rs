@@ -422,6 +422,10 @@ impl Engine {
             }
         }
         po.status = PoStatus::Cancelled;
+        for line in &mut po.lines {
+            // Nothing listed so far is open any more.
+            line.open_from = line.listed;
+        }
         po.updated_at_ms = now;
         let cancelled = writes.cancelled;
         let puts = vec![(keys::po(slot.id, &po.reference_code), codec::encode(&po))];
