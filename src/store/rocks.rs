@@ -97,9 +97,10 @@ impl RocksStore {
         opts.set_bytes_per_sync(1 << 20);
         opts.set_write_buffer_size(config.write_buffer_bytes);
         opts.set_max_write_buffer_number(4);
-        // Bulk commits land as L0 files; let a few accumulate before compacting and never
-        // stall commits on L0 count before the hard limit.
-        opts.set_level_zero_file_num_compaction_trigger(8);
+        // Bulk commits land as L0 files. Compaction starts at 4 (measured against 8: 1.24-1.37M
+        // vs 1.09-1.36M serials/s, and fewer L0 files for point reads to consult); commits
+        // are never stalled on L0 count before the hard limit.
+        opts.set_level_zero_file_num_compaction_trigger(4);
         opts.set_level_zero_slowdown_writes_trigger(64);
         opts.set_level_zero_stop_writes_trigger(96);
         opts.set_target_file_size_base(64 << 20);
