@@ -2,9 +2,11 @@
 //!
 //! Layers, top to bottom: `server` (TCP connections, auth, commands) over `protocol` (RESP
 //! bytes in and out) → `engine` (the library API: accounts, POs, GRNs, lookups; its
-//! `rules` module holds the USN workflow rules) → `prefilter` (in-memory fingerprints) and
+//! `rules` module holds the USN workflow rules; `batch` the serial pipeline every workflow
+//! shares) → `prefilter` (in-memory fingerprints) and
 //! `store` (the `Store` trait, the keyer, value codec and the RocksDB backend). `domain` is
-//! the stored model, `outcome` the replies, `serial` the serial value itself, `workload`
+//! the stored model, `outcome` the replies, `serial` the serial value itself, `generator`
+//! how engine-generated serials are spelled, `workload`
 //! deterministic serials for benchmarks and tests.
 
 #![deny(unsafe_code)]

@@ -23,6 +23,8 @@ enum Command {
     /// Measure the engine on its real path (embedded RocksDB, durable commits).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// Verify accounts of a stopped server's data directory against the engine's invariants.
+    Check(cli::check::CheckArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +37,6 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Serve(args) => cli::serve::run(args),
         Command::Bench(command) => cli::bench::run(command),
+        Command::Check(args) => cli::check::run(args),
     }
 }

@@ -400,4 +400,20 @@ fn generated_serials_are_never_reissued_after_kill_9() {
         fresh.iter().all(|s| !acked.contains(s)),
         "a serial was issued twice across the crash"
     );
+
+    // The data directory passes the offline check once the server is gone.
+    drop(raw);
+    drop(server);
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_serialgate"))
+        .args(["check", "--data"])
+        .arg(dir.path())
+        .args(["t5", "nobody"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    // An unknown account is an error, after the known one was reported consistent.
+    assert!(stdout.contains("t5: consistent"), "{stdout}");
+    assert!(!check.status.success());
+    assert!(String::from_utf8_lossy(&check.stderr).contains("unknown account"));
 }

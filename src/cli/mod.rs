@@ -4,4 +4,5 @@
 pub mod bench;
 mod bench_usn;
 mod bench_wire;
+pub mod check;
 pub mod serve;

@@ -78,8 +78,6 @@ pub enum EngineError {
     Outcome(OutcomeCode, String),
     #[error("{0}")]
     Limit(String),
-    #[error("{0}")]
-    Unsupported(String),
     #[error(transparent)]
     Storage(#[from] StoreError),
 }
@@ -87,7 +85,7 @@ pub enum EngineError {
 impl EngineError {
     pub fn code(&self) -> &'static str {
         match self {
-            EngineError::BadRequest(_) | EngineError::Unsupported(_) => "ERR",
+            EngineError::BadRequest(_) => "ERR",
             EngineError::UnknownAccount(_) => "UNKNOWN_ACCOUNT",
             EngineError::UnknownPo(_) => "UNKNOWN_PO",
             EngineError::PoExists(_) => "PO_EXISTS",

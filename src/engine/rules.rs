@@ -17,14 +17,6 @@ pub fn auto_grn_allowed(account: &AccountRecord) -> bool {
     }
 }
 
-/// Whether the account's serials are made by the engine (and never given by the seller).
-pub fn engine_generated(usn_type: UsnType) -> bool {
-    matches!(
-        usn_type,
-        UsnType::GeneratedForPo | UsnType::GeneratedAtGrn | UsnType::Pool
-    )
-}
-
 /// Whether a GRN item may leave out its SKU: a type 3 scanned serial identifies it.
 pub fn sku_from_serial(usn_type: UsnType) -> bool {
     usn_type == UsnType::GeneratedForPo
