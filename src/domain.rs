@@ -248,6 +248,28 @@ pub struct SerialRecord {
 }
 
 impl SerialRecord {
+    /// A record not received yet (expected or generated): good condition, no GRN, no order.
+    pub fn unreceived(
+        state: SerialState,
+        sku: u32,
+        po: u32,
+        line: u32,
+        history: Vec<Event>,
+    ) -> Self {
+        SerialRecord {
+            state,
+            sku,
+            po,
+            line,
+            grn: 0,
+            condition: Condition::Good,
+            bin: None,
+            qc_reason: None,
+            order: None,
+            history,
+        }
+    }
+
     pub fn updated_at_ms(&self) -> u64 {
         self.history.last().map_or(0, |e| e.at_ms)
     }

@@ -71,7 +71,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
-const SKU: &str = "BENCH-SKU";
+pub(super) const SKU: &str = "BENCH-SKU";
 const FRESH_SEED_OFFSET: u64 = 0x5EED_0000_0001;
 
 pub(super) fn progress(total: usize, label: &str) -> ProgressBar {
@@ -92,7 +92,12 @@ pub(super) fn batches(total: usize, size: usize) -> impl Iterator<Item = (u64, u
     (0..total.div_ceil(size)).map(move |k| (k as u64, size.min(total - k * size)))
 }
 
-fn po_payload(reference: &str, quantity: usize) -> PoPayload {
+/// A one-line PO of `quantity` units of the bench SKU (type 1: with its serials).
+pub(super) fn po_payload(
+    reference: &str,
+    quantity: usize,
+    serials: Option<SerialList>,
+) -> PoPayload {
     PoPayload {
         vendor_id: "BENCH-VENDOR".into(),
         reference_code: reference.into(),
@@ -102,7 +107,7 @@ fn po_payload(reference: &str, quantity: usize) -> PoPayload {
             line_item_number: "1".into(),
             sku: SKU.into(),
             quantity: quantity as u64,
-            serials: None,
+            serials,
         }],
     }
 }
@@ -126,7 +131,7 @@ fn create_po(
     reference: &str,
     quantity: usize,
 ) -> anyhow::Result<()> {
-    match engine.create_po(account, po_payload(reference, quantity))? {
+    match engine.create_po(account, po_payload(reference, quantity, None))? {
         PoReply::Created { .. } => Ok(()),
         other => bail!("PO {reference} was not created: {other:?}"),
     }

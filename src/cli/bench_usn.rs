@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use clap::Args;
 use serialgate::domain::{SkuKind, UsnType};
-use serialgate::engine::{GrnItem, GrnPayload, PoItem, PoPayload, GENERATE_COUNT_MAX};
+use serialgate::engine::{GrnItem, GrnPayload, PoPayload, GENERATE_COUNT_MAX};
 use serialgate::outcome::{GrnReply, PoReply};
 use serialgate::serial::SerialList;
 use serialgate::{workload, AccountOptions, Engine, EngineConfig, GrnMode};
 
-use super::bench::{batches, progress, rate};
+use super::bench::{batches, po_payload as po, progress, rate, SKU};
 
 #[derive(Args)]
 pub struct UsnTypesArgs {
@@ -34,23 +34,6 @@ pub struct UsnTypesArgs {
     preload: usize,
     #[arg(long, default_value_t = 11)]
     seed: u64,
-}
-
-const SKU: &str = "BENCH-SKU";
-
-fn po(reference: &str, quantity: usize, serials: Option<SerialList>) -> PoPayload {
-    PoPayload {
-        vendor_id: "BENCH-VENDOR".into(),
-        reference_code: reference.into(),
-        create_or_update: "I".into(),
-        is_cancel: None,
-        items: vec![PoItem {
-            line_item_number: "1".into(),
-            sku: SKU.into(),
-            quantity: quantity as u64,
-            serials,
-        }],
-    }
 }
 
 fn grn(id: &str, reference: &str, sku: Option<&str>, serials: SerialList) -> GrnPayload {

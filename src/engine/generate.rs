@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::batch;
 use super::{check_name, now_ms, rules, Engine, EngineError, Result};
 use crate::domain::{
-    AccountRecord, Condition, Event, EventKind, PoStatus, SerialRecord, SerialState, SkuKind,
+    AccountRecord, Event, EventKind, PoStatus, SerialRecord, SerialState, SkuKind, SkuRecord,
     UsnType,
 };
 use crate::generator::{Generator, COUNTER_MAX};
@@ -181,6 +181,23 @@ fn check_count(count: u64) -> Result<()> {
 }
 
 impl Engine {
+    /// The registered, serialized SKU `name`: generated serials belong to one.
+    fn serialized_sku(&self, account: u32, name: &str) -> Result<SkuRecord> {
+        let sku = self.sku_record(account, name)?.ok_or_else(|| {
+            EngineError::Outcome(
+                OutcomeCode::UnknownSku,
+                format!("SKU {name:?} is not registered"),
+            )
+        })?;
+        if sku.kind != SkuKind::Serialized {
+            return Err(EngineError::Outcome(
+                OutcomeCode::SkuNotSerialized,
+                format!("SKU {name:?} is plain: it has no serials"),
+            ));
+        }
+        Ok(sku)
+    }
+
     /// `SERIALS.GENERATE <acct> PO <ref> SKU <sku> COUNT <n>` (type 3): serials bound to the
     /// PO's line(s) of that SKU, up to ordered + tolerance allowance per line.
     pub fn generate_for_po(
@@ -206,18 +223,7 @@ impl Engine {
         if po.status == PoStatus::Cancelled {
             return Err(EngineError::PoCancelled(po.reference_code));
         }
-        let sku_record = self.sku_record(slot.id, sku)?.ok_or_else(|| {
-            EngineError::Outcome(
-                OutcomeCode::UnknownSku,
-                format!("SKU {sku:?} is not registered"),
-            )
-        })?;
-        if sku_record.kind != SkuKind::Serialized {
-            return Err(EngineError::Outcome(
-                OutcomeCode::SkuNotSerialized,
-                format!("SKU {sku:?} is plain: it has no serials"),
-            ));
-        }
+        let sku_record = self.serialized_sku(slot.id, sku)?;
         // Spread over the PO's lines of this SKU, in line order, each up to its room.
         let mut takes: Vec<(usize, u64)> = Vec::new();
         let mut left = count;
@@ -276,21 +282,16 @@ impl Engine {
         let values: Vec<Vec<u8>> = takes
             .iter()
             .map(|&(line, _)| {
-                codec::encode(&SerialRecord {
-                    state: SerialState::Generated,
-                    sku: sku_record.id,
-                    po: po.id,
-                    line: line as u32,
-                    grn: 0,
-                    condition: Condition::Good,
-                    bin: None,
-                    qc_reason: None,
-                    order: None,
-                    history: vec![Event {
+                codec::encode(&SerialRecord::unreceived(
+                    SerialState::Generated,
+                    sku_record.id,
+                    po.id,
+                    line as u32,
+                    vec![Event {
                         at_ms: now,
                         kind: EventKind::Generated { po: po.id },
                     }],
-                })
+                ))
             })
             .collect();
         puts.push((keys::po(slot.id, &po.reference_code), codec::encode(&po)));
@@ -331,39 +332,22 @@ impl Engine {
             None => 0,
             Some(name) => {
                 check_name("SKU", name)?;
-                let found = self.sku_record(slot.id, name)?.ok_or_else(|| {
-                    EngineError::Outcome(
-                        OutcomeCode::UnknownSku,
-                        format!("SKU {name:?} is not registered"),
-                    )
-                })?;
-                if found.kind != SkuKind::Serialized {
-                    return Err(EngineError::Outcome(
-                        OutcomeCode::SkuNotSerialized,
-                        format!("SKU {name:?} is plain: it has no serials"),
-                    ));
-                }
-                found.id
+                self.serialized_sku(slot.id, name)?.id
             }
         };
         let batch_owner = record.last_serial_counter + 1;
         let serials = draw(self, slot.id, &mut record, count)?;
         let now = now_ms();
-        let value = codec::encode(&SerialRecord {
-            state: SerialState::Generated,
-            sku: sku_id,
-            po: 0,
-            line: 0,
-            grn: 0,
-            condition: Condition::Good,
-            bin: None,
-            qc_reason: None,
-            order: None,
-            history: vec![Event {
+        let value = codec::encode(&SerialRecord::unreceived(
+            SerialState::Generated,
+            sku_id,
+            0,
+            0,
+            vec![Event {
                 at_ms: now,
                 kind: EventKind::Generated { po: 0 },
             }],
-        });
+        ));
         let mut puts = batch::list_chunks(
             slot.id,
             keys::ListKind::Pool,

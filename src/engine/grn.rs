@@ -253,12 +253,19 @@ pub(super) fn receive(
     let keyed = batch::keyed_units(&units, slot.id, &mut verdicts);
     let hashed = started.elapsed();
     // Types 1 and 3: serials still open on this PO's lines are recognised from the PO's own
-    // lists without a read; only the rest (usually errors) are looked up.
-    let open = match usn {
-        UsnType::SellerOnPo | UsnType::GeneratedForPo => {
-            open_lines(engine, slot.id, &po, &keyed, &units)?
-        }
-        _ => Vec::new(),
+    // lists without a read, when the GRN is large enough next to the PO for that to pay;
+    // only the rest (usually errors) are looked up.
+    let po_list_len: u64 = po
+        .lines
+        .iter()
+        .map(|l| (l.listed - l.open_from.min(l.listed)) + l.received)
+        .sum();
+    let scan_lists = matches!(usn, UsnType::SellerOnPo | UsnType::GeneratedForPo)
+        && (keyed.len() as u64).saturating_mul(engine.config.po_list_scan_ratio) >= po_list_len;
+    let open = if scan_lists {
+        open_lines(engine, slot.id, &po, &keyed, &units)?
+    } else {
+        Vec::new()
     };
     let is_open = |index: usize| open.get(index).is_some_and(|&line| line != BY_SKU);
     let found = batch::lookup_where(engine, slot.id, &keyed, &units, |i| !is_open(i))?;

@@ -19,8 +19,8 @@ use super::batch::{self, Units, Verdicts};
 use super::payload::{PoItem, PoPayload};
 use super::{check_name, now_ms, rules, Engine, EngineError, Result, PO_LINES_MAX};
 use crate::domain::{
-    AccountRecord, Condition, Event, EventKind, PoLine, PoRecord, PoStatus, SerialRecord,
-    SerialState, SkuKind, SkuRecord, UsnType,
+    AccountRecord, Event, EventKind, PoLine, PoRecord, PoStatus, SerialRecord, SerialState,
+    SkuKind, SkuRecord, UsnType,
 };
 use crate::outcome::{OutcomeCode, PoReply, UnitError};
 use crate::serial::{self, SerialList};
@@ -612,18 +612,13 @@ impl Engine {
             let item = units.item_of(unit);
             writes.push(
                 serial,
-                SerialRecord {
-                    state: SerialState::Expected,
-                    sku: skus[item].as_ref().map_or(0, |s| s.id),
+                SerialRecord::unreceived(
+                    SerialState::Expected,
+                    skus[item].as_ref().map_or(0, |s| s.id),
                     po,
-                    line: items[item].0 as u32,
-                    grn: 0,
-                    condition: Condition::Good,
-                    bin: None,
-                    qc_reason: None,
-                    order: None,
+                    items[item].0 as u32,
                     history,
-                },
+                ),
             );
             writes.expected += 1;
         }
