@@ -417,3 +417,46 @@ fn generated_serials_are_never_reissued_after_kill_9() {
     assert!(!check.status.success());
     assert!(String::from_utf8_lossy(&check.stderr).contains("unknown account"));
 }
+
+#[test]
+fn workflow_limits_one_past_their_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--max-grn-units", "3"]);
+    let mut raw = Raw::connect(server.addr);
+    setup(&mut raw, "t5", &["USN", "5"]);
+    // SERIALS.GENERATE: 1..=1,000,000 per request.
+    assert!(cmd(&mut raw, &["SERIALS.GENERATE", "t5", "COUNT", "1000001"]).starts_with("-LIMIT"));
+    assert!(cmd(&mut raw, &["SERIALS.GENERATE", "t5", "COUNT", "0"]).starts_with("-ERR"));
+    let pool = serials_of(&json(&cmd(
+        &mut raw,
+        &["SERIALS.GENERATE", "t5", "COUNT", "4"],
+    )));
+    // Prefix: 1-32 bytes.
+    let long = "P".repeat(33);
+    assert!(cmd(
+        &mut raw,
+        &["ACCOUNT.CREATE", "t5", "USN", "5", "PREFIX", &long]
+    )
+    .starts_with("-ERR"));
+    let at_edge = "P".repeat(32);
+    assert!(cmd(
+        &mut raw,
+        &["ACCOUNT.CREATE", "t5", "USN", "5", "PREFIX", &at_edge]
+    )
+    .contains("\"updated\""));
+    // Units per request (--max-grn-units 3): GRN and OUTWARD alike.
+    cmd(&mut raw, &["PO.CREATE", "t5", PLAIN_PO]);
+    let grn = |serials: &[String]| {
+        format!(
+            r#"{{"grnId":"G","referenceCode":"PO-1","items":[{{"sku":"SODA01","serials":[{}]}}]}}"#,
+            quoted(serials)
+        )
+    };
+    assert!(cmd(&mut raw, &["GRN.COMMIT", "t5", &grn(&pool)]).starts_with("-LIMIT"));
+    assert_eq!(
+        json(&cmd(&mut raw, &["GRN.COMMIT", "t5", &grn(&pool[..3])]))["status"],
+        "committed"
+    );
+    let out = format!(r#"{{"order":"SO-1","serials":[{}]}}"#, quoted(&pool));
+    assert!(cmd(&mut raw, &["OUTWARD", "t5", &out]).starts_with("-LIMIT"));
+}
