@@ -132,7 +132,7 @@ impl Raw {
         }
     }
 
-    fn line(&mut self) -> Option<String> {
+    pub fn line(&mut self) -> Option<String> {
         loop {
             if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
                 let line = String::from_utf8_lossy(&self.buf[..i]).into_owned();
@@ -169,6 +169,15 @@ impl Raw {
                 let items: Vec<String> = (0..n).map(|_| self.reply()).collect();
                 format!("[{}]", items.join(", "))
             }
+            // RESP3 map and null.
+            Some(b'%') => {
+                let n: usize = line[1..].parse().unwrap();
+                let pairs: Vec<String> = (0..n)
+                    .map(|_| format!("{}: {}", self.reply(), self.reply()))
+                    .collect();
+                format!("{{{}}}", pairs.join(", "))
+            }
+            Some(b'_') => "(null)".into(),
             _ => line,
         }
     }
@@ -225,7 +234,7 @@ fn handshake_inline_and_pipelining() {
         raw.command(&[b"CLIENT", b"SETINFO", b"LIB-NAME", b"x"]),
         "+OK"
     );
-    assert!(raw.command(&[b"HELLO", b"3"]).starts_with("-NOPROTO"));
+    assert!(raw.command(&[b"HELLO", b"4"]).starts_with("-NOPROTO"));
     assert!(raw.command(&[b"HELLO", b"2"]).contains("serialgate"));
     assert_eq!(raw.command(&[b"COMMAND", b"DOCS"]), "[]");
     assert!(raw.command(&[b"INFO"]).contains("prefilter_fingerprints:"));
@@ -247,6 +256,51 @@ fn handshake_inline_and_pipelining() {
     }
     assert_eq!(raw.command(&[b"QUIT"]), "+OK");
     assert!(raw.is_closed());
+}
+
+#[test]
+fn resp3_after_hello_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let mut raw = Raw::connect(server.addr);
+    setup_type2(&mut raw);
+    // RESP2: nil is `$-1`, HELLO's answer a flat array.
+    raw.send(b"SERIAL.GET acme NOPE\r\n");
+    assert_eq!(raw.line(), Some("$-1".into()));
+    assert!(raw
+        .command(&[b"HELLO", b"2"])
+        .starts_with("[server, serialgate, "));
+    // RESP3 from HELLO 3's own reply on: a map, and `_` for nil.
+    let hello = raw.command(&[b"HELLO", b"3"]);
+    assert!(hello.starts_with("{server: serialgate, "), "{hello}");
+    assert!(hello.contains("proto: :3"), "{hello}");
+    raw.send(b"SERIAL.MGET acme NOPE UK1\r\n");
+    assert_eq!(raw.line(), Some("*2".into()));
+    assert_eq!(raw.line(), Some("_".into()));
+    assert_eq!(raw.line(), Some("_".into()));
+    assert_eq!(raw.command(&[b"PING"]), "+PONG");
+    // And back.
+    raw.command(&[b"HELLO", b"2"]);
+    raw.send(b"SERIAL.GET acme NOPE\r\n");
+    assert_eq!(raw.line(), Some("$-1".into()));
+
+    // redis-cli -3 and the redis crate over RESP3.
+    // redis-cli prints a null as an empty line when not on a terminal.
+    assert_eq!(
+        redis_cli(&server.port(), &["-3", "SERIAL.GET", "acme", "NOPE"]),
+        ""
+    );
+    assert!(redis_cli(&server.port(), &["-3", "HELLO", "3"]).contains("proto 3\n"));
+    let client = redis::Client::open(format!("redis://{}/?protocol=resp3", server.addr)).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let missing: Option<String> = redis::cmd("SERIAL.GET")
+        .arg("acme")
+        .arg("NOPE")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(missing, None);
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
 }
 
 #[test]

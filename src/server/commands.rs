@@ -13,7 +13,7 @@ use super::{constant_time_eq, Counters, Shared};
 use crate::domain::{CheckChar, SerialOrder, SkuKind, UsnType};
 use crate::engine::{AccountOptions, EngineError, GrnMode, GrnPayload, OrderPayload, PoPayload};
 use crate::outcome::GrnReply;
-use crate::protocol::{Args, Reply};
+use crate::protocol::{Args, Protocol, Reply};
 
 /// `SERIAL.MGET`s with more arguments than this run on the blocking pool.
 const INLINE_MGET_MAX: usize = 64;
@@ -30,6 +30,7 @@ pub enum Flow {
 pub struct Session {
     authenticated: bool,
     name: Option<Vec<u8>>,
+    protocol: Protocol,
 }
 
 impl Session {
@@ -37,7 +38,13 @@ impl Session {
         Self {
             authenticated,
             name: None,
+            protocol: Protocol::Resp2,
         }
+    }
+
+    /// RESP2 until the client says `HELLO 3`.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 }
 
@@ -155,13 +162,18 @@ fn auth(shared: &Shared, session: &mut Session, args: &Args) -> Reply {
 
 fn hello(shared: &Shared, session: &mut Session, args: &Args) -> Reply {
     let mut i = 1;
+    let mut protocol = session.protocol;
     if let Some(version) = args.get(1) {
-        if version.as_slice() != b"2" {
-            return Reply::error(
-                "NOPROTO",
-                "unsupported protocol version; serialgate serves RESP2",
-            );
-        }
+        protocol = match version.as_slice() {
+            b"2" => Protocol::Resp2,
+            b"3" => Protocol::Resp3,
+            _ => {
+                return Reply::error(
+                    "NOPROTO",
+                    "unsupported protocol version; serialgate serves RESP2 and RESP3",
+                )
+            }
+        };
         i = 2;
     }
     while i < args.len() {
@@ -193,21 +205,24 @@ fn hello(shared: &Shared, session: &mut Session, args: &Args) -> Reply {
             "HELLO must be called with AUTH when a password is set.",
         );
     }
-    let pair = |k: &str, v: Reply| [Reply::bulk(k), v];
-    Reply::Array(
-        [
-            pair("server", Reply::bulk("serialgate")),
-            pair("version", Reply::bulk(env!("CARGO_PKG_VERSION"))),
-            pair("proto", Reply::Integer(2)),
-            pair("id", Reply::Integer(0)),
-            pair("mode", Reply::bulk("standalone")),
-            pair("role", Reply::bulk("master")),
-            pair("modules", Reply::Array(Vec::new())),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
-    )
+    // The switch applies from this reply on, as in Redis.
+    session.protocol = protocol;
+    let pair = |k: &str, v: Reply| (Reply::bulk(k), v);
+    Reply::Map(vec![
+        pair("server", Reply::bulk("serialgate")),
+        pair("version", Reply::bulk(env!("CARGO_PKG_VERSION"))),
+        pair(
+            "proto",
+            Reply::Integer(match protocol {
+                Protocol::Resp2 => 2,
+                Protocol::Resp3 => 3,
+            }),
+        ),
+        pair("id", Reply::Integer(0)),
+        pair("mode", Reply::bulk("standalone")),
+        pair("role", Reply::bulk("master")),
+        pair("modules", Reply::Array(Vec::new())),
+    ])
 }
 
 fn client(session: &mut Session, args: &Args) -> Reply {

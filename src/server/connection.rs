@@ -71,7 +71,7 @@ async fn serve_connection(
                     if reply.is_error() {
                         Counters::add(&shared.counters.errors_total, 1);
                     }
-                    reply.encode(&mut out);
+                    reply.encode(&mut out, session.protocol());
                     if flow == Flow::Close {
                         socket.write_all(&out).await?;
                         return Ok(());
@@ -91,7 +91,7 @@ async fn serve_connection(
                         }
                         RequestError::Limit(m) => Reply::error("LIMIT", m),
                     };
-                    reply.encode(&mut out);
+                    reply.encode(&mut out, session.protocol());
                     socket.write_all(&out).await?;
                     return Ok(());
                 }
