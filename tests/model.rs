@@ -8,9 +8,10 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 
-use serialgate::domain::{SkuKind, UsnType};
+use serialgate::domain::UsnType;
 use serialgate::engine::{GrnItem, OrderPayload, PoItem, PoPayload};
 use serialgate::outcome::{GrnReply, OrderReply, PoReply};
+use serialgate::serial::SerialList;
 use serialgate::{AccountOptions, Engine, EngineConfig, GrnMode};
 
 use crate::util::*;
@@ -83,6 +84,25 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// `count` consecutive values of the universe from `first` on, wrapping.
+fn run_of(first: u8, count: u8) -> SerialList {
+    (0..count)
+        .map(|k| format!("V{}", (first + k) % KNOWN))
+        .collect::<Vec<_>>()
+        .iter()
+        .collect()
+}
+
+fn po_payload(po: u8, create_or_update: &str, items: Vec<PoItem>) -> PoPayload {
+    PoPayload {
+        vendor_id: "V".into(),
+        reference_code: format!("PO-{po}"),
+        create_or_update: create_or_update.into(),
+        is_cancel: None,
+        items,
+    }
+}
+
 struct World {
     dir: tempfile::TempDir,
     config: EngineConfig,
@@ -133,25 +153,12 @@ impl World {
                         line_item_number: (n + 1).to_string(),
                         sku: SKUS[sku as usize].into(),
                         quantity: quantity.into(),
-                        serials: (self.usn == UsnType::SellerOnPo && sku < 2).then(|| {
-                            let count = if exact { quantity } else { quantity + 1 };
-                            (0..count)
-                                .map(|k| format!("V{}", (first + k) % KNOWN))
-                                .collect::<Vec<_>>()
-                                .iter()
-                                .collect()
-                        }),
+                        serials: (self.usn == UsnType::SellerOnPo && sku < 2)
+                            .then(|| run_of(first, if exact { quantity } else { quantity + 1 })),
                     })
                     .collect();
-                let payload = PoPayload {
-                    vendor_id: "V".into(),
-                    reference_code: format!("PO-{po}"),
-                    create_or_update: "I".into(),
-                    is_cancel: None,
-                    items,
-                };
                 !matches!(
-                    engine.create_po(ACCOUNT, payload),
+                    engine.create_po(ACCOUNT, po_payload(*po, "I", items)),
                     Ok(PoReply::Created { .. })
                 )
             }
@@ -164,24 +171,13 @@ impl World {
                         line_item_number: (number + 1).to_string(),
                         sku: SKUS[sku as usize].into(),
                         quantity: quantity.into(),
-                        serials: first.filter(|_| sku < 2).map(|first| {
-                            (0..quantity)
-                                .map(|k| format!("V{}", (first + k) % KNOWN))
-                                .collect::<Vec<_>>()
-                                .iter()
-                                .collect()
-                        }),
+                        serials: first
+                            .filter(|_| sku < 2)
+                            .map(|first| run_of(first, quantity)),
                     })
                     .collect();
-                let payload = PoPayload {
-                    vendor_id: "V".into(),
-                    reference_code: format!("PO-{po}"),
-                    create_or_update: "U".into(),
-                    is_cancel: None,
-                    items,
-                };
                 !matches!(
-                    engine.create_po(ACCOUNT, payload),
+                    engine.create_po(ACCOUNT, po_payload(*po, "U", items)),
                     Ok(PoReply::Updated { .. })
                 )
             }
@@ -324,15 +320,7 @@ fn run_steps(usn: UsnType, path: WritePath, scan_lists: bool, steps: &[Step]) {
         ..config(path)
     };
     let engine = Engine::open(dir.path(), config.clone()).unwrap();
-    engine
-        .create_account(ACCOUNT, AccountOptions::new(usn))
-        .unwrap();
-    engine
-        .set_skus(ACCOUNT, SkuKind::Serialized, &["S1".into(), "S2".into()])
-        .unwrap();
-    engine
-        .set_skus(ACCOUNT, SkuKind::Plain, &["P1".into()])
-        .unwrap();
+    setup_account(&engine, AccountOptions::new(usn));
     let mut world = World {
         dir,
         config,

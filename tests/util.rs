@@ -49,15 +49,7 @@ pub fn type2(path: WritePath) -> (TempDir, Engine) {
 }
 
 pub fn setup_type2(engine: &Engine) {
-    assert!(engine
-        .create_account(ACCOUNT, AccountOptions::new(UsnType::SellerAtGrn))
-        .unwrap());
-    engine
-        .set_skus(ACCOUNT, SkuKind::Serialized, &["S1".into(), "S2".into()])
-        .unwrap();
-    engine
-        .set_skus(ACCOUNT, SkuKind::Plain, &["P1".into()])
-        .unwrap();
+    setup_account(engine, AccountOptions::new(UsnType::SellerAtGrn));
 }
 
 /// Creates PO `reference` with lines `(sku, quantity)`, numbered 1, 2, …
@@ -140,6 +132,12 @@ pub fn state_of(engine: &Engine, serial: &str) -> Option<String> {
 pub fn account_of(path: WritePath, options: AccountOptions) -> (TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path(), path);
+    setup_account(&engine, options);
+    (dir, engine)
+}
+
+/// Creates the account with serialized SKUs `S1`, `S2` and plain SKU `P1`.
+pub fn setup_account(engine: &Engine, options: AccountOptions) {
     assert!(engine.create_account(ACCOUNT, options).unwrap());
     engine
         .set_skus(ACCOUNT, SkuKind::Serialized, &["S1".into(), "S2".into()])
@@ -147,7 +145,6 @@ pub fn account_of(path: WritePath, options: AccountOptions) -> (TempDir, Engine)
     engine
         .set_skus(ACCOUNT, SkuKind::Plain, &["P1".into()])
         .unwrap();
-    (dir, engine)
 }
 
 /// A PO line for `po_payload`: `(lineItemNumber, sku, quantity, serials)`.

@@ -126,14 +126,8 @@ impl Engine {
         let now = now_ms();
         let skus = self.po_skus(slot.id, &payload.items)?;
         let items: Vec<(usize, &PoItem)> = payload.items.iter().enumerate().collect();
-        let check =
+        let (mut writes, errors) =
             self.check_po_serials(&record, slot.id, po_id, &items, &skus, &HashSet::new())?;
-        let (mut writes, mut errors) = check;
-        for (item, sku) in payload.items.iter().zip(&skus) {
-            if sku.is_none() {
-                errors.push(unknown_sku(item));
-            }
-        }
         if !errors.is_empty() {
             return Ok(PoReply::Rejected {
                 reference_code: payload.reference_code,
@@ -303,7 +297,8 @@ impl Engine {
             .zip(&skus)
             .filter_map(|((_, t), sku)| t.map(|_| sku.clone()))
             .collect();
-        let (mut writes, mut errors) = self.check_po_serials(
+        // Every line with an unknown SKU is among the changed ones (its SKU id differs).
+        let (mut writes, errors) = self.check_po_serials(
             &record,
             slot.id,
             po.id,
@@ -311,11 +306,6 @@ impl Engine {
             &changed_skus,
             &reusable,
         )?;
-        for (item, sku) in payload.items.iter().zip(&skus) {
-            if sku.is_none() {
-                errors.push(unknown_sku(item));
-            }
-        }
         if !errors.is_empty() {
             return Ok(PoReply::Rejected {
                 reference_code: payload.reference_code,
@@ -509,8 +499,8 @@ impl Engine {
         batch::read_lists(self, &start, &end)
     }
 
-    /// Checks the serials on PO lines `items` (`(line index, item)`) under the account's USN
-    /// type, and returns the `expected` records to write (unstamped) or every failure.
+    /// Checks the lines `items` (`(line index, item)`: SKU registered) and their serials
+    /// under the account's USN type, and returns the `expected` records to write (unstamped) or every failure.
     /// Values in `reusable` (open on lines this update replaces) may be listed again.
     fn check_po_serials(
         &self,
@@ -537,6 +527,9 @@ impl Engine {
         for (i, ((_, item), sku)) in items.iter().zip(skus).enumerate() {
             let given = units.range(i).len() as u64;
             let line = &item.line_item_number;
+            if sku.is_none() {
+                verdicts.item_errors.push(unknown_sku(item));
+            }
             if !type1 {
                 if given > 0 {
                     verdicts.fail_item(
