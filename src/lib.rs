@@ -15,6 +15,7 @@
 pub mod domain;
 pub mod engine;
 pub mod generator;
+pub mod labels;
 pub mod outcome;
 pub mod prefilter;
 pub mod protocol;

@@ -1,0 +1,1 @@
+//! Barcode labels for serials: ZPL for Zebra printers and PDF label sheets.

@@ -1,0 +1,1 @@
+//! Labels: ZPL golden files and PDF sheets decoded back with zbarimg.
