@@ -12,9 +12,11 @@
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod client;
 pub mod domain;
 pub mod engine;
 pub mod generator;
+pub mod import;
 pub mod labels;
 pub mod outcome;
 pub mod prefilter;

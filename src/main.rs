@@ -25,18 +25,30 @@ enum Command {
     Bench(cli::bench::BenchCommand),
     /// Verify accounts of a stopped server's data directory against the engine's invariants.
     Check(cli::check::CheckArgs),
+    /// Import POs or a GRN from a sheet (CSV, Excel, ODS), all or nothing.
+    #[command(subcommand)]
+    Import(cli::import::ImportCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Args::parse().command {
+    let result = match Args::parse().command {
         Command::Serve(args) => cli::serve::run(args),
         Command::Bench(command) => cli::bench::run(command),
         Command::Check(args) => cli::check::run(args),
+        Command::Import(command) => cli::import::run(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The cause chain on one line, without a backtrace: these are users' errors.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

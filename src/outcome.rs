@@ -3,12 +3,12 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::serial::SerialList;
 
 /// Why one unit of a request failed validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OutcomeCode {
     DuplicateInRequest,
@@ -84,7 +84,7 @@ impl fmt::Display for OutcomeCode {
 }
 
 /// One failing unit (or item, for quantity-only items) of a rejected request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitError {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
@@ -96,7 +96,7 @@ pub struct UnitError {
 }
 
 /// The answer to `GRN.CHECK`, `GRN.COMMIT` and `GRN.AUTO`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum GrnReply {
     Committed {
@@ -105,7 +105,7 @@ pub enum GrnReply {
         units: u64,
         /// Serials the engine generated for the GRN (type 4), in item order.
         serials: SerialList,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         replayed: bool,
     },
     /// `GRN.CHECK` found nothing wrong; nothing was written.
@@ -135,7 +135,7 @@ impl GrnReply {
 }
 
 /// The answer to `PO.CREATE`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum PoReply {
     Created {
@@ -167,21 +167,40 @@ pub enum PoReply {
     },
 }
 
+/// The answer to `PO.IMPORT`: every PO created, or none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum PoImportReply {
+    Created {
+        pos: usize,
+        lines: usize,
+        expected: u64,
+    },
+    /// A check found nothing wrong; nothing was written.
+    Valid {
+        pos: usize,
+        lines: usize,
+        expected: u64,
+    },
+    /// Nothing was written; each rejected PO with its failing units.
+    Rejected { pos: Vec<PoReply> },
+}
+
 /// The answer to `OUTWARD` and `RETURN`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum OrderReply {
     Outward {
         order: String,
         units: u64,
         /// Every unit was already outward on this order: nothing changed.
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         replayed: bool,
     },
     Returned {
         order: String,
         units: u64,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         replayed: bool,
     },
     Rejected {

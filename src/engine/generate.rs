@@ -7,7 +7,7 @@
 //! the account already knows (another prefix or check setting could spell it) is skipped.
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::batch;
 use super::{check_name, now_ms, rules, Engine, EngineError, Result};
@@ -27,7 +27,7 @@ const GENERATE_PIECE: u64 = 65_536;
 pub const GENERATE_COUNT_MAX: u64 = 1_000_000;
 
 /// The answer to `SERIALS.GENERATE`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateReply {
     #[serde(skip_serializing_if = "Option::is_none")]

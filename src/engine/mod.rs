@@ -24,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::domain::{
@@ -53,6 +53,8 @@ pub const SKUS_PER_REQUEST_MAX: usize = 100_000;
 const ID_NAME_CACHE_ENTRIES_MAX: usize = 1 << 20;
 /// Most lines on one PO.
 pub const PO_LINES_MAX: usize = 10_000;
+/// POs in one `PO.IMPORT`.
+pub const PO_IMPORT_POS_MAX: usize = 100_000;
 
 /// Request-level failures. Each has a protocol code (`code()`), the first word of the RESP
 /// error; per-unit validation failures are not errors but a rejected reply.
@@ -614,7 +616,7 @@ fn load_prefilter(store: &dyn Store) -> Result<Prefilter> {
     Ok(prefilter)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoLineView {
     pub line_item_number: String,
@@ -624,7 +626,7 @@ pub struct PoLineView {
     pub received: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoView {
     pub reference_code: String,

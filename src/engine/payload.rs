@@ -5,12 +5,12 @@
 use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::Condition;
 use crate::serial::SerialList;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoPayload {
     #[serde(default, deserialize_with = "text")]
@@ -19,7 +19,11 @@ pub struct PoPayload {
     pub reference_code: String,
     #[serde(default = "insert", deserialize_with = "text")]
     pub create_or_update: String,
-    #[serde(default, deserialize_with = "opt_number")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "opt_number"
+    )]
     pub is_cancel: Option<u64>,
     #[serde(default)]
     pub items: Vec<PoItem>,
@@ -29,7 +33,7 @@ fn insert() -> String {
     "I".to_string()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoItem {
     #[serde(deserialize_with = "text")]
@@ -38,54 +42,82 @@ pub struct PoItem {
     pub sku: String,
     #[serde(deserialize_with = "number")]
     pub quantity: u64,
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub serials: Option<SerialList>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GrnPayload {
     #[serde(deserialize_with = "text")]
     pub grn_id: String,
     #[serde(deserialize_with = "text")]
     pub reference_code: String,
-    #[serde(default, deserialize_with = "opt_text")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "opt_text"
+    )]
     pub invoice_number: Option<String>,
     #[serde(default)]
     pub items: Vec<GrnItem>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GrnItem {
-    #[serde(default, deserialize_with = "opt_text")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "opt_text"
+    )]
     pub sku: Option<String>,
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub serials: Option<SerialList>,
-    #[serde(default, deserialize_with = "opt_number")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "opt_number"
+    )]
     pub quantity: Option<u64>,
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub condition: Option<Condition>,
-    #[serde(default, deserialize_with = "opt_text")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "opt_text"
+    )]
     pub bin: Option<String>,
-    #[serde(default, deserialize_with = "opt_text")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "opt_text"
+    )]
     pub qc_reason: Option<String>,
 }
 
 /// The body of `OUTWARD` and `RETURN`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderPayload {
     #[serde(deserialize_with = "text")]
     pub order: String,
     pub serials: SerialList,
     /// `RETURN` only: the condition units come back in (default good).
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub condition: Option<Condition>,
-    #[serde(default, deserialize_with = "opt_text")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "opt_text"
+    )]
     pub qc_reason: Option<String>,
     /// `RETURN` only: where returned units are put away.
-    #[serde(default, deserialize_with = "opt_text")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "opt_text"
+    )]
     pub bin: Option<String>,
 }
 

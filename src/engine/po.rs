@@ -17,12 +17,14 @@ use rayon::prelude::*;
 
 use super::batch::{self, Units, Verdicts};
 use super::payload::{PoItem, PoPayload};
-use super::{check_name, now_ms, rules, Engine, EngineError, Result, PO_LINES_MAX};
+use super::{
+    check_name, now_ms, rules, Engine, EngineError, Result, PO_IMPORT_POS_MAX, PO_LINES_MAX,
+};
 use crate::domain::{
     AccountRecord, Event, EventKind, PoLine, PoRecord, PoStatus, SerialRecord, SerialState,
     SkuKind, SkuRecord, UsnType,
 };
-use crate::outcome::{OutcomeCode, PoReply, UnitError};
+use crate::outcome::{OutcomeCode, PoImportReply, PoReply, UnitError};
 use crate::serial::{self, SerialList};
 use crate::store::{codec, keys};
 
@@ -65,6 +67,71 @@ impl SerialWrites {
         self.serials.push(serial);
         self.records.push(record);
     }
+
+    fn append(&mut self, other: SerialWrites) {
+        self.serials.append(&other.serials);
+        self.records.extend(other.records);
+        self.expected += other.expected;
+        self.cancelled += other.cancelled;
+    }
+}
+
+/// A validated new PO: its serial records, its other keys, and the reply.
+struct PreparedInsert {
+    writes: SerialWrites,
+    puts: Vec<(Vec<u8>, Vec<u8>)>,
+    reply: PoReply,
+}
+
+/// Serials listed by more than one PO of an import, as errors on every PO after the first
+/// that lists each (by PO index). Duplicates within one PO are the PO check's to report.
+fn cross_po_duplicates(account: u32, payloads: &[PoPayload]) -> HashMap<usize, Vec<UnitError>> {
+    let lists: Vec<(usize, &PoItem, &SerialList)> = payloads
+        .iter()
+        .enumerate()
+        .flat_map(|(po, p)| p.items.iter().map(move |item| (po, item)))
+        .filter_map(|(po, item)| item.serials.as_ref().map(|s| (po, item, s)))
+        .collect();
+    // (hash, list, index in list), sorted: equal serials sit next to each other.
+    let mut hashes: Vec<(u64, u32, u32)> = lists
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(l, (_, _, serials))| {
+            serials
+                .iter()
+                .enumerate()
+                .map(move |(i, s)| (serial::serial_hash(account, s), l as u32, i as u32))
+        })
+        .collect();
+    hashes.par_sort_unstable();
+    let serial_at = |&(_, l, i): &(u64, u32, u32)| lists[l as usize].2.get(i as usize);
+    let mut errors: HashMap<usize, Vec<UnitError>> = HashMap::new();
+    for run in hashes.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
+        for (at, entry) in run.iter().enumerate() {
+            let (po, item, _) = lists[entry.1 as usize];
+            // The first PO (in import order) listing this value keeps it.
+            let first = run[..at]
+                .iter()
+                .filter(|e| serial_at(e) == serial_at(entry))
+                .map(|e| lists[e.1 as usize].0)
+                .min();
+            match first {
+                Some(first) if first != po => {
+                    errors.entry(po).or_default().push(UnitError {
+                        serial: Some(String::from_utf8_lossy(serial_at(entry)).into_owned()),
+                        sku: Some(item.sku.clone()),
+                        code: OutcomeCode::DuplicateInRequest,
+                        detail: Some(format!(
+                            "also listed by PO {:?} of this import",
+                            payloads[first].reference_code
+                        )),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    errors
 }
 
 /// The request's line items, checked for shape (names, quantities, unique line numbers).
@@ -118,21 +185,135 @@ impl Engine {
         let slot = self.slot(account)?;
         let guard = slot.lock.lock();
         let mut record = self.account_record(account)?;
-        let po_key = keys::po(slot.id, &payload.reference_code);
+        let now = now_ms();
+        let insert = match self.prepare_insert(slot.id, &mut record, &payload, now)? {
+            Ok(insert) => insert,
+            Err(errors) => {
+                return Ok(PoReply::Rejected {
+                    reference_code: payload.reference_code,
+                    errors,
+                })
+            }
+        };
+        let mut puts = insert.puts;
+        puts.push((keys::account(account), codec::encode(&record)));
+        self.commit_serial_writes(guard, slot.id, insert.writes, puts)?;
+        Ok(insert.reply)
+    }
+
+    /// `PO.IMPORT`: inserts many POs as one atomic write — all of them or none. Every PO is
+    /// validated as `PO.CREATE` "I" would; a serial listed by two of them is
+    /// `DUPLICATE_IN_REQUEST` on the later one. With `check_only`, nothing is written.
+    pub fn import_pos(
+        &self,
+        account: &str,
+        payloads: &[PoPayload],
+        check_only: bool,
+    ) -> Result<PoImportReply> {
+        if payloads.is_empty() || payloads.len() > PO_IMPORT_POS_MAX {
+            return Err(EngineError::BadRequest(format!(
+                "an import needs 1-{PO_IMPORT_POS_MAX} POs, got {}",
+                payloads.len()
+            )));
+        }
+        let mut references = HashSet::new();
+        for payload in payloads {
+            check_items(payload)?;
+            if payload.is_cancel.unwrap_or(0) != 0
+                || !payload.create_or_update.eq_ignore_ascii_case("I")
+            {
+                return Err(EngineError::BadRequest(format!(
+                    "PO {:?}: an import only inserts POs (createOrUpdate \"I\", isCancel 0)",
+                    payload.reference_code
+                )));
+            }
+            if !references.insert(payload.reference_code.as_str()) {
+                return Err(EngineError::BadRequest(format!(
+                    "PO {:?} appears twice in the import",
+                    payload.reference_code
+                )));
+            }
+        }
+        self.check_healthy()?;
+        let slot = self.slot(account)?;
+        let guard = slot.lock.lock();
+        let mut record = self.account_record(account)?;
+        let mut cross = cross_po_duplicates(slot.id, payloads);
+        let now = now_ms();
+        let (mut writes, mut puts) = (SerialWrites::default(), Vec::new());
+        let (mut lines, mut expected) = (0, 0);
+        let mut rejected = Vec::new();
+        for (index, payload) in payloads.iter().enumerate() {
+            let duplicates = cross.remove(&index).unwrap_or_default();
+            match self.prepare_insert(slot.id, &mut record, payload, now)? {
+                Ok(insert) if duplicates.is_empty() => {
+                    if let PoReply::Created {
+                        lines: l,
+                        expected: e,
+                        ..
+                    } = insert.reply
+                    {
+                        lines += l;
+                        expected += e;
+                    }
+                    if rejected.is_empty() {
+                        writes.append(insert.writes);
+                        puts.extend(insert.puts);
+                    }
+                }
+                Ok(_) => rejected.push(PoReply::Rejected {
+                    reference_code: payload.reference_code.clone(),
+                    errors: duplicates,
+                }),
+                Err(mut errors) => {
+                    errors.extend(duplicates);
+                    rejected.push(PoReply::Rejected {
+                        reference_code: payload.reference_code.clone(),
+                        errors,
+                    });
+                }
+            }
+        }
+        if !rejected.is_empty() {
+            return Ok(PoImportReply::Rejected { pos: rejected });
+        }
+        let pos = payloads.len();
+        if check_only {
+            return Ok(PoImportReply::Valid {
+                pos,
+                lines,
+                expected,
+            });
+        }
+        puts.push((keys::account(account), codec::encode(&record)));
+        self.commit_serial_writes(guard, slot.id, writes, puts)?;
+        Ok(PoImportReply::Created {
+            pos,
+            lines,
+            expected,
+        })
+    }
+
+    /// Validates a new PO and prepares its writes, taking the next PO id from `record`
+    /// (which the caller writes back). `Err` holds the rejected units.
+    fn prepare_insert(
+        &self,
+        account_id: u32,
+        record: &mut AccountRecord,
+        payload: &PoPayload,
+        now: u64,
+    ) -> Result<std::result::Result<PreparedInsert, Vec<UnitError>>> {
+        let po_key = keys::po(account_id, &payload.reference_code);
         if self.store.get(&po_key)?.is_some() {
-            return Err(EngineError::PoExists(payload.reference_code));
+            return Err(EngineError::PoExists(payload.reference_code.clone()));
         }
         let po_id = record.last_po_id + 1;
-        let now = now_ms();
-        let skus = self.po_skus(slot.id, &payload.items)?;
+        let skus = self.po_skus(account_id, &payload.items)?;
         let items: Vec<(usize, &PoItem)> = payload.items.iter().enumerate().collect();
         let (mut writes, errors) =
-            self.check_po_serials(&record, slot.id, po_id, &items, &skus, &HashSet::new())?;
+            self.check_po_serials(record, account_id, po_id, &items, &skus, &HashSet::new())?;
         if !errors.is_empty() {
-            return Ok(PoReply::Rejected {
-                reference_code: payload.reference_code,
-                errors,
-            });
+            return Ok(Err(errors));
         }
         let lines: Vec<PoLine> = payload
             .items
@@ -165,24 +346,26 @@ impl Engine {
         let mut puts = vec![
             (po_key, codec::encode(&po)),
             (
-                keys::po_ref(slot.id, po.id),
+                keys::po_ref(account_id, po.id),
                 payload.reference_code.as_bytes().to_vec(),
             ),
-            (keys::account(account), codec::encode(&record)),
         ];
         for (line, item) in payload.items.iter().enumerate() {
             if let Some(serials) = item.serials.as_ref().filter(|s| !s.is_empty()) {
-                puts.extend(list_chunks(slot.id, po.id, line, 0, serials));
+                puts.extend(list_chunks(account_id, po.id, line, 0, serials));
             }
         }
         stamp(&mut writes, now, po.id);
-        let expected = writes.expected;
-        self.commit_serial_writes(guard, slot.id, writes, puts)?;
-        Ok(PoReply::Created {
-            reference_code: payload.reference_code,
+        let reply = PoReply::Created {
+            reference_code: payload.reference_code.clone(),
             lines: po.lines.len(),
-            expected,
-        })
+            expected: writes.expected,
+        };
+        Ok(Ok(PreparedInsert {
+            writes,
+            puts,
+            reply,
+        }))
     }
 
     fn update_po(&self, account: &str, payload: PoPayload) -> Result<PoReply> {

@@ -106,8 +106,8 @@ pub async fn execute(shared: &Arc<Shared>, session: &mut Session, args: Args) ->
         // pipeline of lookups costs no thread hand-offs.
         "SERIAL.GET" | "PO.GET" => engine_command(shared, &name, args),
         "SERIAL.MGET" if args.len() <= INLINE_MGET_MAX => engine_command(shared, &name, args),
-        "ACCOUNT.CREATE" | "SKU.SET" | "PO.CREATE" | "PO.REPORT" | "GRN.CHECK" | "GRN.COMMIT"
-        | "GRN.AUTO" | "SERIAL.MGET" | "SERIALS.GENERATE" | "OUTWARD" | "RETURN" => {
+        "ACCOUNT.CREATE" | "SKU.SET" | "PO.CREATE" | "PO.IMPORT" | "PO.REPORT" | "GRN.CHECK"
+        | "GRN.COMMIT" | "GRN.AUTO" | "SERIAL.MGET" | "SERIALS.GENERATE" | "OUTWARD" | "RETURN" => {
             let shared = shared.clone();
             let run = tokio::task::spawn_blocking(move || engine_command(&shared, &name, args));
             match run.await {
@@ -315,6 +315,27 @@ fn engine_command(shared: &Shared, name: &str, args: Args) -> Reply {
                 Err(e) => return Reply::error("BADJSON", e.to_string()),
             };
             match engine.create_po(&text(&args[1]), payload) {
+                Ok(reply) => json(&reply),
+                Err(e) => engine_error(e),
+            }
+        }
+        "PO.IMPORT" => {
+            // PO.IMPORT <acct> [CHECK] <json array of PO payloads>
+            let check_only = match args.len() {
+                3 => false,
+                4 if args[2].eq_ignore_ascii_case(b"CHECK") => true,
+                4 => {
+                    return Reply::error("ERR", "PO.IMPORT takes CHECK or nothing before the body")
+                }
+                _ => return wrong_arity(name),
+            };
+            let payloads: Vec<PoPayload> = match serde_json::from_slice(&args[args.len() - 1]) {
+                Ok(p) => p,
+                Err(e) => return Reply::error("BADJSON", e.to_string()),
+            };
+            let account = text(&args[1]);
+            drop(args);
+            match engine.import_pos(&account, &payloads, check_only) {
                 Ok(reply) => json(&reply),
                 Err(e) => engine_error(e),
             }
