@@ -21,6 +21,7 @@ pub mod labels;
 pub mod outcome;
 pub mod prefilter;
 pub mod protocol;
+pub mod reconcile;
 pub mod serial;
 pub mod server;
 pub mod store;

@@ -28,6 +28,9 @@ enum Command {
     /// Import POs or a GRN from a sheet (CSV, Excel, ODS), all or nothing.
     #[command(subcommand)]
     Import(cli::import::ImportCommand),
+    /// Reports: a PO's USN report (CSV, XLSX), a serial's record, a PO's reconciliation.
+    #[command(subcommand)]
+    Report(cli::report::ReportCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(command) => cli::bench::run(command),
         Command::Check(args) => cli::check::run(args),
         Command::Import(command) => cli::import::run(command),
+        Command::Report(command) => cli::report::run(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ mod lifecycle;
 mod model;
 mod outcomes;
 mod recovery;
+mod reports;
 mod server;
 mod server_usn;
 mod type1;

@@ -30,6 +30,8 @@ pub enum BenchCommand {
     GrnClients(GrnClientsArgs),
     /// GRNs of all five USN types side by side, rates relative to type 2.
     UsnTypes(UsnTypesArgs),
+    /// `serialgate import grn` of a CSV end to end against the same GRN in-process.
+    Import(super::bench_import::ImportArgs),
 }
 
 #[derive(Args)]
@@ -68,6 +70,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::WireGrn(args) => super::bench_wire::wire_grn(args),
         BenchCommand::GrnClients(args) => super::bench_wire::grn_clients(args),
         BenchCommand::UsnTypes(args) => super::bench_usn::usn_types(args),
+        BenchCommand::Import(args) => super::bench_import::import(args),
     }
 }
 

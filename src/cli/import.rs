@@ -77,7 +77,14 @@ fn import_grn(args: GrnArgs) -> anyhow::Result<()> {
         reference_code: args.po.clone(),
         invoice_number: args.invoice.clone(),
     };
-    let mut read = grn::read(&mut sheet, &options, &mut |s, rows| advance(&bar, s, rows))?;
+    // The store opens (or the server connection is made) while the sheet is read.
+    let (read, target) = std::thread::scope(|scope| {
+        let opening = scope.spawn(|| a.target.open());
+        let read = grn::read(&mut sheet, &options, &mut |s, rows| advance(&bar, s, rows));
+        (read, opening.join())
+    });
+    let mut read = read?;
+    let read_seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let errors_path = a
         .errors
@@ -107,7 +114,7 @@ fn import_grn(args: GrnArgs) -> anyhow::Result<()> {
             " and committing"
         }
     );
-    let mut target = a.target.open()?;
+    let mut target = target.map_err(|_| anyhow::anyhow!("opening the target panicked"))??;
     let spinner = spinner("validating");
     let mode = if a.check {
         GrnMode::Check
@@ -125,7 +132,8 @@ fn import_grn(args: GrnArgs) -> anyhow::Result<()> {
             replayed,
         }) => {
             println!(
-                "GRN {grn_id:?} {}: {units} units from {} rows in {seconds:.2} s ({:.0} rows/s){}",
+                "GRN {grn_id:?} {}: {units} units from {} rows in {seconds:.2} s ({:.0} rows/s; \
+                 reading {read_seconds:.2} s, validating and committing {:.2} s){}",
                 if replayed {
                     "was already committed with this content (nothing changed)"
                 } else {
@@ -133,6 +141,7 @@ fn import_grn(args: GrnArgs) -> anyhow::Result<()> {
                 },
                 read.rows,
                 read.rows as f64 / seconds,
+                seconds - read_seconds,
                 if serials.is_empty() {
                     String::new()
                 } else {
@@ -285,7 +294,7 @@ fn reject_rows(
     input: &Path,
     worksheet: Option<&str>,
     errors_path: &Path,
-    judge: &mut dyn FnMut(u64, &csv::ByteRecord) -> Option<(String, String)>,
+    judge: &mut dyn FnMut(u64, &csv::ByteRecord) -> import::Verdict,
     tell: impl FnOnce(u64),
 ) -> anyhow::Result<()> {
     let rows = import::write_error_file(input, worksheet, errors_path, judge)?;

@@ -2,10 +2,12 @@
 //! workflow rules of its own.
 
 pub mod bench;
+mod bench_import;
 mod bench_usn;
 mod bench_wire;
 pub mod check;
 pub mod import;
+pub mod report;
 pub mod serve;
 
 use std::path::PathBuf;

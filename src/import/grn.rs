@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use csv::ByteRecord;
 
 use super::{cell, quantity_cell, text_cell, Columns, ImportError, Problems, RowProblem};
-use super::{Sheet, INVALID_CELL};
+use super::{Sheet, Verdict, INVALID_CELL};
 use crate::domain::Condition;
 use crate::engine::{GrnItem, GrnPayload};
 use crate::outcome::{OutcomeCode, UnitError};
@@ -146,10 +146,10 @@ impl RowReader {
             _ => {}
         }
         let condition_text = text_cell(record, c.condition, row, "condition")?;
-        let condition = match condition_text.to_ascii_lowercase().as_str() {
+        let condition = match condition_text {
             "" => None,
-            "good" => Some(Condition::Good),
-            "bad" => Some(Condition::Bad),
+            c if c.eq_ignore_ascii_case("good") => Some(Condition::Good),
+            c if c.eq_ignore_ascii_case("bad") => Some(Condition::Bad),
             other => {
                 return Err(RowProblem {
                     row,
@@ -341,7 +341,7 @@ impl GrnSheet {
     pub fn judge<'a>(
         &'a mut self,
         errors: &'a [UnitError],
-    ) -> impl FnMut(u64, &ByteRecord) -> Option<(String, String)> + 'a {
+    ) -> impl FnMut(u64, &ByteRecord) -> Verdict + 'a {
         let index = ErrorIndex::new(errors);
         // The row checks run again as on the first pass, against the GRN it settled on.
         let reader = &mut self.reader;
@@ -385,7 +385,7 @@ impl<'a> ErrorIndex<'a> {
     }
 
     /// The verdict on a row of `serial` (may be empty) and `sku`.
-    pub(crate) fn find(&self, serial: &[u8], sku: &str) -> Option<(String, String)> {
+    pub(crate) fn find(&self, serial: &[u8], sku: &str) -> Verdict {
         let errors = match self.by_serial.get(serial) {
             Some(errors) if !serial.is_empty() => errors,
             _ => self.by_sku.get(sku)?,

@@ -74,6 +74,9 @@ impl ImportError {
     }
 }
 
+/// What the error file says of a row: `Some((code, detail))` if it failed.
+pub type Verdict = Option<(String, String)>;
+
 /// A row that cannot go into the payload, or that the engine rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowProblem {
@@ -232,7 +235,7 @@ pub fn write_error_file(
     input: &Path,
     worksheet: Option<&str>,
     out: &Path,
-    judge: &mut dyn FnMut(u64, &ByteRecord) -> Option<(String, String)>,
+    judge: &mut dyn FnMut(u64, &ByteRecord) -> Verdict,
 ) -> Result<u64, ImportError> {
     let mut sheet = Sheet::open(input, worksheet)?;
     // An error file imported again and failing again gets fresh error columns.

@@ -10,7 +10,7 @@ use csv::ByteRecord;
 
 use super::grn::ErrorIndex;
 use super::{cell, quantity_cell, text_cell, Columns, ImportError, Problems, RowProblem};
-use super::{Sheet, INVALID_CELL};
+use super::{Sheet, Verdict, INVALID_CELL};
 use crate::engine::{PoItem, PoPayload};
 use crate::outcome::{PoReply, UnitError};
 use crate::serial::SerialList;
@@ -192,7 +192,7 @@ impl PoSheet {
         &'a self,
         rejected: &'a [PoReply],
         refused: Option<(String, String, String)>,
-    ) -> impl FnMut(u64, &ByteRecord) -> Option<(String, String)> + 'a {
+    ) -> impl FnMut(u64, &ByteRecord) -> Verdict + 'a {
         let by_po: HashMap<&str, ErrorIndex<'a>> = rejected
             .iter()
             .filter_map(|reply| match reply {
