@@ -28,6 +28,8 @@ enum Command {
     /// Import POs or a GRN from a sheet (CSV, Excel, ODS), all or nothing.
     #[command(subcommand)]
     Import(cli::import::ImportCommand),
+    /// A tour: each USN type over the protocol on a temporary store, then a bulk GRN.
+    Demo(cli::demo::DemoArgs),
     /// Reports: a PO's USN report (CSV, XLSX), a serial's record, a PO's reconciliation.
     #[command(subcommand)]
     Report(cli::report::ReportCommand),
@@ -45,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(command) => cli::bench::run(command),
         Command::Check(args) => cli::check::run(args),
         Command::Import(command) => cli::import::run(command),
+        Command::Demo(args) => cli::demo::run(args),
         Command::Report(command) => cli::report::run(command),
     };
     match result {
