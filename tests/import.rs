@@ -501,3 +501,56 @@ fn imports_go_through_a_running_server() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("UNKNOWN_PO"), "{}", stderr(&out));
 }
+
+#[test]
+fn po_import_over_the_protocol_checks_limits_and_bad_bodies() {
+    let data = store(UsnType::SellerOnPo);
+    let server = Server::start(data.path(), &[]);
+    let port = server.port();
+    let cli = |args: &[&str]| crate::server::redis_cli(&port, args);
+    let one = r#"[{"referenceCode":"W-1","items":[{"lineItemNumber":"1","sku":"S1","quantity":"1","serials":["W-S1"]}]}]"#;
+    assert!(cli(&["PO.IMPORT", ACCOUNT, "CHECK", one]).contains("\"status\":\"valid\""));
+    assert!(cli(&["PO.GET", ACCOUNT, "W-1"]).contains("UNKNOWN_PO"));
+    assert!(cli(&["PO.IMPORT", ACCOUNT, one]).contains("\"status\":\"created\""));
+    assert!(cli(&["PO.IMPORT", ACCOUNT, one]).contains("PO_EXISTS"));
+    assert!(cli(&["PO.IMPORT", ACCOUNT, "[{"]).starts_with("BADJSON"));
+    assert!(cli(&["PO.IMPORT", ACCOUNT, "[]"]).starts_with("ERR"));
+    assert!(cli(&["PO.IMPORT", ACCOUNT, "NOW", one]).starts_with("ERR"));
+    let update = r#"[{"referenceCode":"W-2","createOrUpdate":"U","items":[{"lineItemNumber":"1","sku":"S1","quantity":1,"serials":["W-S2"]}]}]"#;
+    assert!(cli(&["PO.IMPORT", ACCOUNT, update]).contains("only inserts"));
+
+    // One PO past the limit is refused before anything is looked at.
+    let mut con = redis::Client::open(format!("redis://{}/", server.addr))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let pos: Vec<serde_json::Value> = (0..=serialgate::engine::PO_IMPORT_POS_MAX)
+        .map(|i| serde_json::json!({"referenceCode": format!("L-{i}"), "items": []}))
+        .collect();
+    let err = redis::cmd("PO.IMPORT")
+        .arg(ACCOUNT)
+        .arg(serde_json::to_vec(&pos).unwrap())
+        .query::<String>(&mut con)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("LIMIT"), "{err}");
+
+    // Through the importer, on the same server.
+    let files = tempfile::tempdir().unwrap();
+    let csv = write(
+        files.path(),
+        "pos.csv",
+        b"referenceCode,lineItemNumber,sku,quantity,serial\nW-3,1,S2,1,W-S3\n",
+    );
+    let out = serialgate(
+        &[
+            "import",
+            "po",
+            ACCOUNT,
+            "--server",
+            &server.addr.to_string(),
+        ],
+        &[&csv],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(cli(&["SERIAL.GET", ACCOUNT, "W-S3"]).contains("\"state\":\"expected\""));
+}

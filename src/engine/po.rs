@@ -210,9 +210,14 @@ impl Engine {
         payloads: &[PoPayload],
         check_only: bool,
     ) -> Result<PoImportReply> {
-        if payloads.is_empty() || payloads.len() > PO_IMPORT_POS_MAX {
-            return Err(EngineError::BadRequest(format!(
-                "an import needs 1-{PO_IMPORT_POS_MAX} POs, got {}",
+        if payloads.is_empty() {
+            return Err(EngineError::BadRequest(
+                "an import needs at least one PO".into(),
+            ));
+        }
+        if payloads.len() > PO_IMPORT_POS_MAX {
+            return Err(EngineError::Limit(format!(
+                "{} POs in one import, at most {PO_IMPORT_POS_MAX}",
                 payloads.len()
             )));
         }
