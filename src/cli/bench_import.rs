@@ -78,12 +78,13 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
     // The importer, as a user runs it.
     let dir = root.path().join("import");
     drop(prepared_store(&dir, args.rows)?);
-    let (elapsed, peak_kb) = run_import(&dir, &csv)?;
+    let (elapsed, peak_kb, summary) = run_import(&dir, &csv)?;
     println!(
         "  serialgate import grn    {:>8.2} s  {:>12.0} rows/s  (process start to exit)",
         elapsed.as_secs_f64(),
         rate(args.rows, elapsed)
     );
+    println!("    its summary: {}", summary.trim());
     println!(
         "  import / in-process rate {:>8.2}x",
         in_process.as_secs_f64() / elapsed.as_secs_f64()
@@ -118,9 +119,9 @@ fn prepared_store(dir: &Path, rows: usize) -> anyhow::Result<Engine> {
     Ok(engine)
 }
 
-/// Runs `serialgate import grn` on `csv` and returns its wall time and peak RSS (kB, read
-/// from /proc while it runs).
-fn run_import(dir: &Path, csv: &Path) -> anyhow::Result<(Duration, u64)> {
+/// Runs `serialgate import grn` on `csv` and returns its wall time, peak RSS (kB, read
+/// from /proc while it runs) and the summary it printed.
+fn run_import(dir: &Path, csv: &Path) -> anyhow::Result<(Duration, u64, String)> {
     let exe = std::env::current_exe()?;
     let started = Instant::now();
     let mut child = Command::new(exe)
@@ -148,7 +149,11 @@ fn run_import(dir: &Path, csv: &Path) -> anyhow::Result<(Duration, u64)> {
     if !status.success() {
         bail!("serialgate import failed: {status}");
     }
-    Ok((elapsed, peak_kb))
+    let mut summary = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        std::io::Read::read_to_string(&mut out, &mut summary)?;
+    }
+    Ok((elapsed, peak_kb, summary))
 }
 
 fn vm_hwm_kb(status: &str) -> u64 {

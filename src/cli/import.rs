@@ -80,7 +80,9 @@ fn import_grn(args: GrnArgs) -> anyhow::Result<()> {
     // The store opens (or the server connection is made) while the sheet is read.
     let (read, target) = std::thread::scope(|scope| {
         let opening = scope.spawn(|| a.target.open());
-        let read = grn::read(&mut sheet, &options, &mut |s, rows| advance(&bar, s, rows));
+        let read = grn::read(&mut sheet, &options, &|bytes, rows| {
+            advance(&bar, bytes, rows)
+        });
         (read, opening.join())
     });
     let mut read = read?;
@@ -185,7 +187,7 @@ fn import_po(args: ImportArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut sheet = Sheet::open(&args.file, args.sheet.as_deref())?;
     let bar = reading_bar(&sheet);
-    let read = po::read(&mut sheet, &mut |s, rows| advance(&bar, s, rows))?;
+    let read = po::read(&mut sheet, &|bytes, rows| advance(&bar, bytes, rows))?;
     bar.finish_and_clear();
     let errors_path = args
         .errors
@@ -340,8 +342,9 @@ fn reading_bar(sheet: &Sheet) -> ProgressBar {
     bar
 }
 
-fn advance(bar: &ProgressBar, sheet: &Sheet, rows: u64) {
-    bar.set_position(sheet.bytes_read().unwrap_or(rows));
+/// Moves the bar to the bytes read (CSV) or, for a workbook (bytes 0), the rows.
+fn advance(bar: &ProgressBar, bytes: u64, rows: u64) {
+    bar.set_position(if bytes > 0 { bytes } else { rows });
 }
 
 fn spinner(message: &'static str) -> ProgressBar {

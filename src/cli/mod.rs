@@ -8,6 +8,7 @@ mod bench_wire;
 pub mod check;
 pub mod demo;
 pub mod import;
+pub mod labels;
 pub mod report;
 pub mod serve;
 

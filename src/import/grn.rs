@@ -7,6 +7,9 @@
 //! order, so a file of any size is a handful of items whose serials sit in one arena.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
 
 use csv::ByteRecord;
 
@@ -38,6 +41,7 @@ pub struct GrnOptions {
     pub invoice_number: Option<String>,
 }
 
+#[derive(Clone, Copy)]
 struct GrnColumns {
     grn_id: Option<usize>,
     reference_code: Option<usize>,
@@ -215,88 +219,102 @@ pub struct GrnSheet {
 /// Item grouping key: SKU, condition, bin, QC reason, and whether the item is a quantity.
 type ItemKey = (String, Option<Condition>, String, String, bool);
 
-/// Reads every row of `sheet` into one GRN. `progress` is called now and then with the
-/// sheet (for its position) and the rows read so far.
+/// Rows of a sheet (or of one part of it) gathered into items.
+#[derive(Default)]
+struct Part {
+    items: Vec<GrnItem>,
+    /// `items[i]`'s grouping key.
+    keys: Vec<ItemKey>,
+    rows: u64,
+    units: u64,
+    problems: Problems,
+}
+
+impl Part {
+    /// Adds `other`'s units (rows that came after this part's) to this part's items.
+    fn absorb(&mut self, other: Part) {
+        let mut by_key: HashMap<ItemKey, usize> = self
+            .keys
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, k)| (k, i))
+            .collect();
+        for (key, item) in other.keys.into_iter().zip(other.items) {
+            match by_key.get(&key) {
+                Some(&at) => {
+                    let into = &mut self.items[at];
+                    if let (Some(to), Some(from)) = (into.serials.as_mut(), item.serials.as_ref()) {
+                        to.append(from);
+                    }
+                    if let Some(q) = item.quantity {
+                        *into.quantity.get_or_insert(0) += q;
+                    }
+                }
+                None => {
+                    by_key.insert(key.clone(), self.items.len());
+                    self.keys.push(key);
+                    self.items.push(item);
+                }
+            }
+        }
+        self.rows += other.rows;
+        self.units += other.units;
+    }
+}
+
+/// Reads every row of `sheet` into one GRN. `progress` is told the bytes (CSV) and rows
+/// read so far, now and then.
+///
+/// A large CSV without quotes is read in parallel, one part per thread, the parts' items
+/// merged in file order. If any part finds a problem, or the parts disagree on the GRN or
+/// PO, the file is read again in one piece so that problems are reported exactly as a
+/// sequential read finds them (mixed POs are judged against the first row).
 pub fn read(
     sheet: &mut Sheet,
     options: &GrnOptions,
-    progress: &mut dyn FnMut(&Sheet, u64),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<GrnSheet, ImportError> {
-    let mut reader = RowReader {
-        columns: GrnColumns::locate(sheet)?,
+    let columns = GrnColumns::locate(sheet)?;
+    let new_reader = || RowReader {
+        columns,
         grn_id: options.grn_id.clone(),
         reference_code: options.reference_code.clone(),
         invoice_number: options.invoice_number.clone(),
     };
-    let mut items: Vec<GrnItem> = Vec::new();
-    let mut by_key: HashMap<ItemKey, usize> = HashMap::new();
-    // Rows of one item usually come together: the previous row's item is tried first.
-    let mut last: Option<(ItemKey, usize)> = None;
-    let mut problems = Problems::default();
-    let (mut rows, mut units) = (0u64, 0u64);
-    let mut record = ByteRecord::new();
-    while let Some(row) = sheet.next_row(&mut record)? {
-        rows += 1;
-        if rows % (1 << 16) == 0 {
-            progress(sheet, rows);
+    // Parts report what they read since they last did; `progress` hears the totals.
+    let (bytes, rows) = (AtomicU64::new(0), AtomicU64::new(0));
+    let add = |b: u64, r: u64| {
+        progress(
+            bytes.fetch_add(b, Ordering::Relaxed) + b,
+            rows.fetch_add(r, Ordering::Relaxed) + r,
+        )
+    };
+    let parallel = match sheet.split(rayon::current_num_threads())? {
+        Some(parts) => read_parallel(parts, &new_reader, &add)?,
+        None => None,
+    };
+    let (part, reader) = match parallel {
+        Some(done) => done,
+        None => {
+            bytes.store(0, Ordering::Relaxed);
+            rows.store(0, Ordering::Relaxed);
+            let mut reader = new_reader();
+            (read_part(sheet, &mut reader, &add)?, reader)
         }
-        let unit = match reader.read(row, &record) {
-            Ok(unit) => unit,
-            Err(problem) => {
-                problems.add(problem);
-                continue;
-            }
-        };
-        if !problems.is_empty() {
-            continue; // Nothing will be sent; only the checks go on.
-        }
-        let is_quantity = unit.quantity.is_some();
-        let item = match &last {
-            Some((key, at))
-                if key.0 == unit.sku
-                    && key.1 == unit.condition
-                    && key.2 == unit.bin
-                    && key.3 == unit.qc_reason
-                    && key.4 == is_quantity =>
-            {
-                *at
-            }
-            _ => {
-                let key: ItemKey = (
-                    unit.sku.to_string(),
-                    unit.condition,
-                    unit.bin.to_string(),
-                    unit.qc_reason.to_string(),
-                    is_quantity,
-                );
-                let at = *by_key.entry(key.clone()).or_insert_with(|| {
-                    items.push(new_item(&unit, is_quantity));
-                    items.len() - 1
-                });
-                last = Some((key, at));
-                at
-            }
-        };
-        let item = &mut items[item];
-        match unit.quantity {
-            Some(q) => {
-                *item.quantity.get_or_insert(0) += q;
-                units += q;
-            }
-            None => {
-                if let Some(serials) = item.serials.as_mut() {
-                    serials.push(unit.serial);
-                }
-                units += 1;
-            }
-        }
-    }
-    progress(sheet, rows);
-    if rows == 0 {
+    };
+    if part.rows == 0 {
         return Err(ImportError::NoRows {
             file: sheet.file_name(),
         });
     }
+    let Part {
+        items,
+        rows,
+        units,
+        problems,
+        ..
+    } = part;
     let file = sheet.file_name();
     let missing = |what: &str, flag: &str, column: &str| ImportError::Options {
         file: file.clone(),
@@ -321,6 +339,130 @@ pub fn read(
         problems,
         reader,
     })
+}
+
+type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// The parts of a split sheet read side by side; `None` if the result must come from a
+/// sequential read instead (see `read`).
+fn read_parallel(
+    parts: Vec<Sheet>,
+    new_reader: &(dyn Fn() -> RowReader + Sync),
+    progress: Progress<'_>,
+) -> Result<Option<(Part, RowReader)>, ImportError> {
+    let read: Vec<(Part, RowReader)> = parts
+        .into_par_iter()
+        .map(|mut sheet| {
+            let mut reader = new_reader();
+            let part = read_part(&mut sheet, &mut reader, progress)?;
+            Ok((part, reader))
+        })
+        .collect::<Result<_, ImportError>>()?;
+    let agree = |f: &dyn Fn(&RowReader) -> &Option<String>| {
+        let mut seen = read.iter().filter_map(|(_, r)| f(r).as_ref());
+        let first = seen.next();
+        seen.all(|v| Some(v) == first)
+    };
+    if read.iter().any(|(p, _)| !p.problems.is_empty())
+        || !agree(&|r| &r.grn_id)
+        || !agree(&|r| &r.reference_code)
+        || !agree(&|r| &r.invoice_number)
+    {
+        return Ok(None);
+    }
+    let mut read = read.into_iter();
+    let Some((mut merged, mut reader)) = read.next() else {
+        return Ok(None);
+    };
+    for (part, other) in read {
+        merged.absorb(part);
+        reader.grn_id = reader.grn_id.take().or(other.grn_id);
+        reader.reference_code = reader.reference_code.take().or(other.reference_code);
+        reader.invoice_number = reader.invoice_number.take().or(other.invoice_number);
+    }
+    Ok(Some((merged, reader)))
+}
+
+/// Reads the rows of `sheet` into items, checking each row. `progress` hears the bytes and
+/// rows read since it last heard.
+fn read_part(
+    sheet: &mut Sheet,
+    reader: &mut RowReader,
+    progress: Progress<'_>,
+) -> Result<Part, ImportError> {
+    let mut part = Part::default();
+    let mut by_key: HashMap<ItemKey, usize> = HashMap::new();
+    // Rows of one item usually come together: the previous row's item is tried first.
+    let mut last: Option<usize> = None;
+    let mut record = ByteRecord::new();
+    let mut reported_bytes = 0;
+    let mut reported_rows = 0;
+    while let Some(row) = sheet.next_row(&mut record)? {
+        part.rows += 1;
+        if part.rows % (1 << 16) == 0 {
+            let bytes = sheet.bytes_read().unwrap_or(0);
+            progress(bytes - reported_bytes, part.rows - reported_rows);
+            (reported_bytes, reported_rows) = (bytes, part.rows);
+        }
+        let unit = match reader.read(row, &record) {
+            Ok(unit) => unit,
+            Err(problem) => {
+                part.problems.add(problem);
+                continue;
+            }
+        };
+        if !part.problems.is_empty() {
+            continue; // Nothing will be sent; only the checks go on.
+        }
+        let is_quantity = unit.quantity.is_some();
+        let item = match last {
+            Some(at) if same_item(&part.keys[at], &unit, is_quantity) => at,
+            _ => {
+                let key: ItemKey = (
+                    unit.sku.to_string(),
+                    unit.condition,
+                    unit.bin.to_string(),
+                    unit.qc_reason.to_string(),
+                    is_quantity,
+                );
+                let at = match by_key.get(&key) {
+                    Some(&at) => at,
+                    None => {
+                        by_key.insert(key.clone(), part.items.len());
+                        part.items.push(new_item(&unit, is_quantity));
+                        part.keys.push(key);
+                        part.items.len() - 1
+                    }
+                };
+                last = Some(at);
+                at
+            }
+        };
+        let item = &mut part.items[item];
+        match unit.quantity {
+            Some(q) => {
+                *item.quantity.get_or_insert(0) += q;
+                part.units += q;
+            }
+            None => {
+                if let Some(serials) = item.serials.as_mut() {
+                    serials.push(unit.serial);
+                }
+                part.units += 1;
+            }
+        }
+    }
+    let bytes = sheet.bytes_read().unwrap_or(0);
+    progress(bytes - reported_bytes, part.rows - reported_rows);
+    Ok(part)
+}
+
+fn same_item(key: &ItemKey, unit: &Unit<'_>, is_quantity: bool) -> bool {
+    key.0 == unit.sku
+        && key.1 == unit.condition
+        && key.2 == unit.bin
+        && key.3 == unit.qc_reason
+        && key.4 == is_quantity
 }
 
 fn new_item(unit: &Unit<'_>, is_quantity: bool) -> GrnItem {

@@ -113,10 +113,11 @@ pub struct PoSheet {
     index: HashMap<String, PoIndex>,
 }
 
-/// Reads every row of `sheet` into POs.
+/// Reads every row of `sheet` into POs. `progress` is told the bytes (CSV) and rows read
+/// so far, now and then.
 pub fn read(
     sheet: &mut Sheet,
-    progress: &mut dyn FnMut(&Sheet, u64),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<PoSheet, ImportError> {
     let mut out = PoSheet {
         payloads: Vec::new(),
@@ -130,13 +131,13 @@ pub fn read(
     while let Some(row) = sheet.next_row(&mut record)? {
         out.rows += 1;
         if out.rows % (1 << 16) == 0 {
-            progress(sheet, out.rows);
+            progress(sheet.bytes_read().unwrap_or(0), out.rows);
         }
         if let Err(problem) = out.add(row, &record) {
             out.problems.add(problem);
         }
     }
-    progress(sheet, out.rows);
+    progress(sheet.bytes_read().unwrap_or(0), out.rows);
     if out.rows == 0 {
         return Err(ImportError::NoRows {
             file: sheet.file_name(),

@@ -8,7 +8,7 @@
 //! surrounding spaces and a UTF-8 byte-order mark.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use calamine::{Data, Range, Reader};
@@ -28,8 +28,11 @@ pub struct Sheet {
     raw_headers: ByteRecord,
 }
 
+/// CSV bytes: the whole file, or one part of it.
+type CsvInput = BufReader<Box<dyn Read + Send>>;
+
 enum Source {
-    Csv(csv::Reader<BufReader<File>>),
+    Csv(csv::Reader<CsvInput>),
     Workbook {
         range: Range<Data>,
         /// Index into the range's rows of the next data row.
@@ -57,12 +60,7 @@ impl Sheet {
 
     fn open_csv(path: &Path) -> Result<Self, ImportError> {
         let file = File::open(path).map_err(|e| ImportError::io(path, e))?;
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            // Rows may be short (trailing empty cells dropped by some tools) or carry extra
-            // cells; columns are looked up by name, and a missing cell reads as empty.
-            .flexible(true)
-            .from_reader(BufReader::with_capacity(1 << 20, file));
+        let mut reader = csv_reader(Box::new(file), true);
         let raw_headers = reader
             .byte_headers()
             .map_err(|e| ImportError::csv(path, e))?
@@ -125,6 +123,41 @@ impl Sheet {
         Ok(sheet)
     }
 
+    /// Splits a CSV's data rows into `parts` sheets over consecutive byte ranges, cut at
+    /// line ends, to be read in parallel. A part numbers its rows from its own start, so
+    /// problems are reported from a read of the whole sheet. `None` when that is not safe or not worth it: a
+    /// workbook, a small file, or a file with any `"` (a quoted cell may hold a line end,
+    /// so a cut could fall inside it). Finding the cuts is one scan of the file.
+    pub fn split(&self, parts: usize) -> Result<Option<Vec<Sheet>>, ImportError> {
+        let Source::Csv(reader) = &self.source else {
+            return Ok(None);
+        };
+        let start = reader.position().byte();
+        let len = std::fs::metadata(&self.path)
+            .map_err(|e| ImportError::io(&self.path, e))?
+            .len();
+        if parts < 2 || len.saturating_sub(start) < SPLIT_BYTES_MIN {
+            return Ok(None);
+        }
+        let Some(cuts) = find_cuts(&self.path, start, len, parts)? else {
+            return Ok(None);
+        };
+        let mut sheets = Vec::with_capacity(cuts.len());
+        for window in cuts.windows(2) {
+            let (from, to) = (window[0], window[1]);
+            let mut file = File::open(&self.path).map_err(|e| ImportError::io(&self.path, e))?;
+            file.seek(SeekFrom::Start(from))
+                .map_err(|e| ImportError::io(&self.path, e))?;
+            sheets.push(Sheet {
+                path: self.path.clone(),
+                source: Source::Csv(csv_reader(Box::new(file.take(to - from)), false)),
+                headers: self.headers.clone(),
+                raw_headers: self.raw_headers.clone(),
+            });
+        }
+        Ok(Some(sheets))
+    }
+
     fn check_headers(&self) -> Result<(), ImportError> {
         if self.headers.iter().all(String::is_empty) {
             return Err(ImportError::Empty {
@@ -181,7 +214,10 @@ impl Sheet {
                     {
                         return Ok(None);
                     }
-                    record.position().map_or(0, |p| p.line())
+                    // Records, not lines: a quoted cell spanning lines is one row, as in a
+                    // spreadsheet (csv's line count is off after CRLF and blank lines).
+                    // The header is record 0, row 1; blank lines are skipped, uncounted.
+                    record.position().map_or(0, |p| p.record()) + 1
                 }
                 Source::Workbook {
                     range,
@@ -207,6 +243,68 @@ impl Sheet {
     }
 }
 
+/// Data below this size is read in one piece.
+const SPLIT_BYTES_MIN: u64 = 8 << 20;
+
+fn csv_reader(input: Box<dyn Read + Send>, has_headers: bool) -> csv::Reader<CsvInput> {
+    csv::ReaderBuilder::new()
+        .has_headers(has_headers)
+        // Rows may be short (trailing empty cells dropped by some tools) or carry extra
+        // cells; columns are looked up by name, and a missing cell reads as empty.
+        .flexible(true)
+        .from_reader(BufReader::with_capacity(1 << 20, input))
+}
+
+/// Byte offsets where each part starts, then `len`; `None` if the data holds a `"` or
+/// would not split. A part starts just after the first line end at or past each even
+/// share of the data; without quotes a line end always ends a record.
+fn find_cuts(
+    path: &Path,
+    start: u64,
+    len: u64,
+    parts: usize,
+) -> Result<Option<Vec<u64>>, ImportError> {
+    let io = |e| ImportError::io(path, e);
+    let mut file = File::open(path).map_err(io)?;
+    let share = (len - start) / parts as u64;
+    let mut cuts = vec![start];
+    let mut offset = 0u64;
+    let mut block = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut block).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        let bytes = &block[..n];
+        let end = offset + n as u64;
+        let data_from = start.saturating_sub(offset).min(n as u64) as usize;
+        if bytes[data_from..].contains(&b'"') {
+            return Ok(None);
+        }
+        // Cut k (k ≥ 1) is sought from the k-th share's start, after the previous cut.
+        while cuts.len() < parts {
+            let last = cuts[cuts.len() - 1];
+            let target = (start + share * cuts.len() as u64).max(last);
+            if target >= end {
+                break;
+            }
+            let from = target.saturating_sub(offset) as usize;
+            let Some(i) = bytes[from..].iter().position(|&b| b == b'\n') else {
+                break; // this line goes on into the next block
+            };
+            cuts.push(offset + (from + i + 1) as u64);
+        }
+        offset = end;
+    }
+    cuts.retain(|&c| c < len);
+    cuts.dedup();
+    if cuts.len() < 2 {
+        return Ok(None);
+    }
+    cuts.push(len);
+    Ok(Some(cuts))
+}
+
 fn header_name(raw: &[u8]) -> String {
     let raw = raw.strip_prefix(BOM).unwrap_or(raw);
     String::from_utf8_lossy(raw).trim().to_ascii_lowercase()
@@ -219,5 +317,78 @@ fn cell_text(cell: &Data) -> String {
         Data::Empty => String::new(),
         Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every row with its number, read in one piece.
+    fn rows_of(sheet: &mut Sheet) -> Vec<(u64, Vec<u8>)> {
+        let mut record = ByteRecord::new();
+        let mut out = Vec::new();
+        while let Some(row) = sheet.next_row(&mut record).unwrap() {
+            out.push((row, record.as_slice().to_vec()));
+        }
+        out
+    }
+
+    fn big_csv(dir: &Path, quoted_row: Option<usize>) -> PathBuf {
+        let path = dir.join("big.csv");
+        let mut text = String::from("sku,serial\r\n");
+        for i in 0..600_000 {
+            if Some(i) == quoted_row {
+                text.push_str("S1,\"Q\nUOTED\"\r\n");
+            } else {
+                text.push_str(&format!("S{},SERIAL-{i:09}\r\n", i % 7));
+            }
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn split_parts_hold_every_row_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = big_csv(dir.path(), None);
+        let whole = rows_of(&mut Sheet::open(&path, None).unwrap());
+        // The header is row 1 (CRLF line ends do not shift the count).
+        assert_eq!(whole[0].0, 2);
+        assert_eq!(whole.last().unwrap().0, 600_001);
+        for parts in [2, 3, 7] {
+            let sheet = Sheet::open(&path, None).unwrap();
+            let split = sheet
+                .split(parts)
+                .unwrap()
+                .expect("a big unquoted CSV splits");
+            assert_eq!(split.len(), parts);
+            let mut joined = Vec::new();
+            for mut part in split {
+                assert_eq!(part.headers(), sheet.headers());
+                joined.extend(rows_of(&mut part).into_iter().map(|(_, r)| r));
+            }
+            let whole: Vec<Vec<u8>> = whole.iter().map(|(_, r)| r.clone()).collect();
+            assert_eq!(joined, whole, "{parts} parts");
+        }
+    }
+
+    #[test]
+    fn quoted_or_small_files_are_not_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = big_csv(dir.path(), Some(450_000));
+        let sheet = Sheet::open(&path, None).unwrap();
+        assert!(sheet.split(2).unwrap().is_none());
+        // The quoted cell's line end is part of the cell, not a new row.
+        let rows = rows_of(&mut Sheet::open(&path, None).unwrap());
+        assert_eq!(rows.len(), 600_000);
+        assert_eq!(rows.last().map(|r| r.0), Some(600_001), "rows are records");
+        let small = dir.path().join("small.csv");
+        std::fs::write(&small, "sku,serial\nS1,A\n").unwrap();
+        assert!(Sheet::open(&small, None)
+            .unwrap()
+            .split(2)
+            .unwrap()
+            .is_none());
     }
 }
