@@ -267,6 +267,12 @@ fn tool(name: &str, args: &[&str], dir: &Path) -> std::process::Output {
 /// Returns the page count and the decoded values.
 fn render_and_decode(labels: &[Label], options: &PdfOptions, dir: &Path) -> (usize, Vec<String>) {
     let bytes = pdf(labels, options).expect("pdf");
+    decode_pdf(&bytes, dir)
+}
+
+/// Rasterises a PDF's pages at 300 dpi and decodes every Code 128 on them: the page count
+/// and the decoded values.
+fn decode_pdf(bytes: &[u8], dir: &Path) -> (usize, Vec<String>) {
     assert!(bytes.starts_with(b"%PDF-"));
     std::fs::write(dir.join("sheet.pdf"), &bytes).expect("write pdf");
     let out = tool("pdftoppm", &["-r", "300", "-png", "sheet.pdf", "page"], dir);
@@ -563,4 +569,209 @@ fn documented_capacities_hold() {
         64,
         "Data Matrix holds any serial"
     );
+}
+
+/// `serialgate labels` on a stopped store.
+fn labels_cli(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_serialgate"))
+        .arg("labels")
+        .args(args)
+        .args(["--data", data.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run serialgate labels")
+}
+
+#[test]
+fn cli_labels_a_type4_grn_and_a_sheet_decoding_back() {
+    use crate::util::{self, WritePath, ACCOUNT};
+    use serialgate::domain::UsnType;
+    use serialgate::engine::GrnItem;
+    use serialgate::{AccountOptions, GrnMode};
+
+    let data = tempfile::tempdir().unwrap();
+    let generated = {
+        let engine = util::open(data.path(), WritePath::Wal);
+        util::setup_account(
+            &engine,
+            AccountOptions {
+                prefix: Some("BX".into()),
+                ..AccountOptions::new(UsnType::GeneratedAtGrn)
+            },
+        );
+        util::po(&engine, "PO-4", &[("S1", 40)]);
+        let item = |n| GrnItem {
+            sku: Some("S1".into()),
+            quantity: Some(n),
+            ..GrnItem::default()
+        };
+        let first = engine
+            .receive(
+                ACCOUNT,
+                &util::grn("G-1", "PO-4", vec![item(27)]),
+                GrnMode::Commit,
+            )
+            .unwrap();
+        let other = engine
+            .receive(
+                ACCOUNT,
+                &util::grn("G-2", "PO-4", vec![item(3)]),
+                GrnMode::Commit,
+            )
+            .unwrap();
+        assert!(first.is_committed() && other.is_committed());
+        match first {
+            serialgate::outcome::GrnReply::Committed { serials, .. } => util::strings(&serials),
+            _ => unreachable!(),
+        }
+    };
+    let out_dir = tempfile::tempdir().unwrap();
+    let pdf_path = out_dir.path().join("g1.pdf");
+    let out = labels_cli(
+        data.path(),
+        &[
+            ACCOUNT,
+            "--po",
+            "PO-4",
+            "--grn",
+            "G-1",
+            "--out",
+            pdf_path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (pages, mut decoded) = decode_pdf(&std::fs::read(&pdf_path).unwrap(), out_dir.path());
+    assert_eq!(pages, 2, "27 labels at 3x8");
+    decoded.sort();
+    let mut expected = generated.clone();
+    expected.sort();
+    assert_eq!(decoded, expected, "only G-1's serials, each once");
+
+    // ZPL for the whole PO: one format per serial, the SKU printed.
+    let zpl_path = out_dir.path().join("po.zpl");
+    let out = labels_cli(
+        data.path(),
+        &[ACCOUNT, "--po", "PO-4", "--out", zpl_path.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let zpl = std::fs::read_to_string(&zpl_path).unwrap();
+    assert_eq!(zpl.matches("^XA").count(), 30);
+    assert!(zpl.contains(&format!("^FD{}^FS", generated[0])));
+
+    // A sheet of serials, Letter paper, 2 columns.
+    let sheet = out_dir.path().join("serials.csv");
+    std::fs::write(
+        &sheet,
+        "Serial,SKU,note\nUK-07812/a,SODA01,x\nSN 1,,bad serial\n",
+    )
+    .unwrap();
+    let sheet_pdf = out_dir.path().join("sheet.pdf");
+    let args = [
+        ACCOUNT,
+        "--file",
+        sheet.to_str().unwrap(),
+        "--out",
+        sheet_pdf.to_str().unwrap(),
+        "--page",
+        "letter",
+        "--grid",
+        "2x7",
+    ];
+    let out = labels_cli(data.path(), &args);
+    assert!(!out.status.success(), "a serial with a space was labelled");
+    std::fs::write(&sheet, "Serial,SKU,note\nUK-07812/a,SODA01,x\nZ,,\n").unwrap();
+    let out = labels_cli(data.path(), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decode_dir = tempfile::tempdir().unwrap();
+    let (_, mut decoded) = decode_pdf(&std::fs::read(&sheet_pdf).unwrap(), decode_dir.path());
+    decoded.sort();
+    assert_eq!(decoded, ["UK-07812/a", "Z"]);
+
+    // Bad requests say what is wrong.
+    for (args, needle) in [
+        (vec![ACCOUNT, "--out", "x.pdf"], "--po"),
+        (vec![ACCOUNT, "--po", "PO-4", "--out", "x.txt"], "--format"),
+        (
+            vec![ACCOUNT, "--po", "PO-9", "--out", "x.pdf"],
+            "UNKNOWN_PO",
+        ),
+        (
+            vec![ACCOUNT, "--po", "PO-4", "--grn", "G-9", "--out", "x.pdf"],
+            "no serials",
+        ),
+        (
+            vec![ACCOUNT, "--po", "PO-4", "--grid", "11x8", "--out", "x.pdf"],
+            "11x8",
+        ),
+    ] {
+        let out = labels_cli(data.path(), &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn cli_generates_pool_serials_and_labels_them() {
+    use crate::util::{self, WritePath, ACCOUNT};
+    use serialgate::domain::UsnType;
+    use serialgate::AccountOptions;
+
+    let data = tempfile::tempdir().unwrap();
+    {
+        let engine = util::open(data.path(), WritePath::Wal);
+        util::setup_account(
+            &engine,
+            AccountOptions {
+                prefix: Some("PL".into()),
+                ..AccountOptions::new(UsnType::Pool)
+            },
+        );
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let zpl_path = out_dir.path().join("pool.zpl");
+    let out = labels_cli(
+        data.path(),
+        &[
+            ACCOUNT,
+            "--generate",
+            "4",
+            "--sku",
+            "S2",
+            "--symbol",
+            "datamatrix",
+            "--out",
+            zpl_path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let zpl = std::fs::read_to_string(&zpl_path).unwrap();
+    assert_eq!(zpl.matches("^BX").count(), 4);
+    let engine = util::open(data.path(), WritePath::Wal);
+    for n in 1..=4 {
+        let serial = format!("PL{n:012}");
+        assert!(zpl.contains(&serial), "{serial} not printed");
+        assert_eq!(
+            util::state_of(&engine, &serial).as_deref(),
+            Some("generated")
+        );
+    }
 }
