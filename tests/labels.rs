@@ -274,7 +274,7 @@ fn render_and_decode(labels: &[Label], options: &PdfOptions, dir: &Path) -> (usi
 /// and the decoded values.
 fn decode_pdf(bytes: &[u8], dir: &Path) -> (usize, Vec<String>) {
     assert!(bytes.starts_with(b"%PDF-"));
-    std::fs::write(dir.join("sheet.pdf"), &bytes).expect("write pdf");
+    std::fs::write(dir.join("sheet.pdf"), bytes).expect("write pdf");
     let out = tool("pdftoppm", &["-r", "300", "-png", "sheet.pdf", "page"], dir);
     assert!(
         out.status.success(),
