@@ -775,3 +775,68 @@ fn cli_generates_pool_serials_and_labels_them() {
         );
     }
 }
+
+#[test]
+fn cli_generates_type3_serials_for_a_po_line_and_labels_them() {
+    use crate::util::{self, WritePath, ACCOUNT};
+    use serialgate::domain::UsnType;
+    use serialgate::AccountOptions;
+
+    let data = tempfile::tempdir().unwrap();
+    {
+        let engine = util::open(data.path(), WritePath::Wal);
+        util::setup_account(
+            &engine,
+            AccountOptions {
+                prefix: Some("DM".into()),
+                ..AccountOptions::new(UsnType::GeneratedForPo)
+            },
+        );
+        util::po(&engine, "PO-3", &[("S1", 5)]);
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let pdf_path = out_dir.path().join("po3.pdf");
+    let args = [
+        ACCOUNT,
+        "--generate",
+        "5",
+        "--po",
+        "PO-3",
+        "--sku",
+        "S1",
+        "--out",
+        pdf_path.to_str().unwrap(),
+    ];
+    let out = labels_cli(data.path(), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (pages, mut decoded) = decode_pdf(&std::fs::read(&pdf_path).unwrap(), out_dir.path());
+    decoded.sort();
+    assert_eq!(pages, 1);
+    assert_eq!(
+        decoded,
+        (1..=5).map(|n| format!("DM{n:012}")).collect::<Vec<_>>()
+    );
+    let engine = util::open(data.path(), WritePath::Wal);
+    assert_eq!(util::line_counts(&engine, "PO-3"), vec![(5, 5, 0)]);
+    drop(engine);
+    // Past the line's quantity: refused, nothing generated, no file written.
+    let again = out_dir.path().join("again.pdf");
+    let args = [
+        ACCOUNT,
+        "--generate",
+        "1",
+        "--po",
+        "PO-3",
+        "--sku",
+        "S1",
+        "--out",
+        again.to_str().unwrap(),
+    ];
+    let out = labels_cli(data.path(), &args);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("QUANTITY_EXCEEDED"));
+    assert!(!again.exists());
+}
