@@ -30,6 +30,8 @@ enum Command {
     Import(cli::import::ImportCommand),
     /// Barcode labels (ZPL or a PDF sheet) for a PO's, a GRN's, a sheet's or new serials.
     Labels(cli::labels::LabelsArgs),
+    /// Kill -9 the server at random moments under GRN load, restart, check an oracle.
+    CrashLoop(cli::crash_loop::CrashLoopArgs),
     /// A tour: each USN type over the protocol on a temporary store, then a bulk GRN.
     Demo(cli::demo::DemoArgs),
     /// Reports: a PO's USN report (CSV, XLSX), a serial's record, a PO's reconciliation.
@@ -50,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Check(args) => cli::check::run(args),
         Command::Import(command) => cli::import::run(command),
         Command::Demo(args) => cli::demo::run(args),
+        Command::CrashLoop(args) => cli::crash_loop::run(args),
         Command::Labels(args) => cli::labels::run(args),
         Command::Report(command) => cli::report::run(command),
     };

@@ -5,6 +5,7 @@ mod util;
 
 mod atomicity;
 mod concurrency;
+mod crash;
 mod demo;
 mod import;
 mod labels;

@@ -6,6 +6,7 @@ mod bench_import;
 mod bench_usn;
 mod bench_wire;
 pub mod check;
+pub mod crash_loop;
 pub mod demo;
 pub mod import;
 pub mod labels;
