@@ -16,5 +16,8 @@ fn ten_crash_rounds_lose_nothing_and_leave_nothing_partial() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("violations: 0; offline check: consistent"), "{text}");
+    assert!(
+        text.contains("violations: 0; offline check: consistent"),
+        "{text}"
+    );
 }

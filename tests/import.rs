@@ -216,7 +216,19 @@ fn bad_sheets_name_the_file_row_and_column_and_write_nothing() {
     let data = store(UsnType::SellerAtGrn);
     let before = digest_of(data.path());
     let files = tempfile::tempdir().unwrap();
-    let cases: [(&str, &[u8], &[&str]); 7] = [
+    let cases: [(&str, &[u8], &[&str]); 9] = [
+        // Latin-1 bytes in a serial: named as the cell's fault, not lost.
+        (
+            "latin1.csv",
+            b"sku,serial\nS1,SN\xE9\n",
+            &["row 2, column serial", "UTF-8"],
+        ),
+        // Quantities adding up past u64 must not wrap to a small number.
+        (
+            "overflow.csv",
+            b"sku,quantity\nP1,18446744073709551615\nP1,2\n",
+            &["LIMIT"],
+        ),
         (
             "misspelled.csv",
             b"sku,serail\nS1,A\n",

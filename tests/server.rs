@@ -56,6 +56,10 @@ impl Server {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn port(&self) -> String {
         self.addr.port().to_string()
     }
@@ -90,7 +94,7 @@ impl Drop for Server {
 
 /// A raw RESP client over a plain socket.
 pub struct Raw {
-    stream: TcpStream,
+    pub stream: TcpStream,
     buf: Vec<u8>,
 }
 

@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Seconds of inactivity after which a connection is closed (0: never).
     #[arg(long, default_value_t = 300)]
     idle_timeout_secs: u64,
+    /// Seconds within which a request must arrive whole once its first byte has (0: no
+    /// deadline). Bounds how long a trickling client holds a connection.
+    #[arg(long, default_value_t = 300)]
+    request_timeout_secs: u64,
     /// Longest inline command line, in bytes.
     #[arg(long, default_value_t = Limits::default().inline_bytes_max)]
     max_inline_bytes: usize,
@@ -71,6 +75,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         connections_max: args.max_connections.max(1),
         idle_timeout: (args.idle_timeout_secs > 0)
             .then(|| Duration::from_secs(args.idle_timeout_secs)),
+        request_timeout: (args.request_timeout_secs > 0)
+            .then(|| Duration::from_secs(args.request_timeout_secs)),
         ..ServerConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -107,27 +107,27 @@ fn cross_po_duplicates(account: u32, payloads: &[PoPayload]) -> HashMap<usize, V
     let serial_at = |&(_, l, i): &(u64, u32, u32)| lists[l as usize].2.get(i as usize);
     let mut errors: HashMap<usize, Vec<UnitError>> = HashMap::new();
     for run in hashes.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
-        for (at, entry) in run.iter().enumerate() {
+        // Entries run in PO order: the first PO to list a value keeps it.
+        let mut first: HashMap<&[u8], usize> = HashMap::new();
+        for entry in run {
             let (po, item, _) = lists[entry.1 as usize];
-            // The first PO (in import order) listing this value keeps it.
-            let first = run[..at]
-                .iter()
-                .filter(|e| serial_at(e) == serial_at(entry))
-                .map(|e| lists[e.1 as usize].0)
-                .min();
-            match first {
-                Some(first) if first != po => {
+            let serial = serial_at(entry);
+            match first.get(serial) {
+                None => {
+                    first.insert(serial, po);
+                }
+                Some(&owner) if owner != po => {
                     errors.entry(po).or_default().push(UnitError {
-                        serial: Some(String::from_utf8_lossy(serial_at(entry)).into_owned()),
+                        serial: Some(String::from_utf8_lossy(serial).into_owned()),
                         sku: Some(item.sku.clone()),
                         code: OutcomeCode::DuplicateInRequest,
                         detail: Some(format!(
                             "also listed by PO {:?} of this import",
-                            payloads[first].reference_code
+                            payloads[owner].reference_code
                         )),
                     });
                 }
-                _ => {}
+                Some(_) => {} // within one PO: the PO check reports it
             }
         }
     }

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use csv::ByteRecord;
 
-use super::{cell, quantity_cell, text_cell, Columns, ImportError, Problems, RowProblem};
+use super::{quantity_cell, text_cell, Columns, ImportError, Problems, RowProblem};
 use super::{Sheet, Verdict, INVALID_CELL};
 use crate::domain::Condition;
 use crate::engine::{GrnItem, GrnPayload};
@@ -115,7 +115,8 @@ impl RowReader {
             row,
             "invoiceNumber",
         )?;
-        let serial = cell(record, c.serial);
+        // Text, so the engine's verdict on it maps back to this row.
+        let serial = text_cell(record, c.serial, row, "serial")?.as_bytes();
         let quantity = quantity_cell(record, c.quantity, row)?;
         let sku = text_cell(record, c.sku, row, "sku")?;
         match (serial.is_empty(), quantity) {
@@ -248,7 +249,8 @@ impl Part {
                         to.append(from);
                     }
                     if let Some(q) = item.quantity {
-                        *into.quantity.get_or_insert(0) += q;
+                        let total = into.quantity.get_or_insert(0);
+                        *total = total.saturating_add(q);
                     }
                 }
                 None => {
@@ -440,9 +442,12 @@ fn read_part(
         };
         let item = &mut part.items[item];
         match unit.quantity {
+            // Saturating: a sum past u64 is refused by the engine's unit limit rather
+            // than wrapping to a small quantity.
             Some(q) => {
-                *item.quantity.get_or_insert(0) += q;
-                part.units += q;
+                let total = item.quantity.get_or_insert(0);
+                *total = total.saturating_add(q);
+                part.units = part.units.saturating_add(q);
             }
             None => {
                 if let Some(serials) = item.serials.as_mut() {

@@ -64,7 +64,7 @@ impl ImportError {
 
     pub(crate) fn csv(path: &Path, e: csv::Error) -> Self {
         let message = match e.position() {
-            Some(p) => format!("row {}: {e}", p.line()),
+            Some(p) => format!("row {}: {e}", p.record() + 1),
             None => e.to_string(),
         };
         ImportError::Sheet {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use csv::ByteRecord;
 
 use super::grn::ErrorIndex;
-use super::{cell, quantity_cell, text_cell, Columns, ImportError, Problems, RowProblem};
+use super::{quantity_cell, text_cell, Columns, ImportError, Problems, RowProblem};
 use super::{Sheet, Verdict, INVALID_CELL};
 use crate::engine::{PoItem, PoPayload};
 use crate::outcome::{PoReply, UnitError};
@@ -91,7 +91,8 @@ impl PoColumns {
                     detail: "is empty".into(),
                 }
             })?,
-            serial: cell(record, self.serial),
+            // Text, so the engine's verdict on it maps back to this row.
+            serial: text_cell(record, self.serial, row, "serial")?.as_bytes(),
         })
     }
 }
@@ -161,6 +162,10 @@ impl PoSheet {
             });
         }
         let payload = &mut self.payloads[po.at];
+        // The PO's vendor is the first one its rows give.
+        if payload.vendor_id.is_empty() {
+            payload.vendor_id = r.vendor_id.to_string();
+        }
         let line = match po.lines.get(r.line_item_number) {
             Some(&line) => line,
             None => {

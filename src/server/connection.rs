@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -57,6 +58,8 @@ async fn serve_connection(
     let mut start = 0usize;
     let mut scanner = Scanner::new();
     let mut out: Vec<u8> = Vec::new();
+    // When the first byte of the request still incomplete in `buf` arrived.
+    let mut partial_since: Option<Instant> = None;
     loop {
         // Answer every complete request already buffered (pipelining).
         loop {
@@ -109,18 +112,48 @@ async fn serve_connection(
             buf.drain(..start);
             start = 0;
         }
+        // A request begun and not finished runs against the request deadline.
+        match (buf.is_empty(), partial_since) {
+            (true, _) => partial_since = None,
+            (false, None) => partial_since = Some(Instant::now()),
+            (false, Some(_)) => {}
+        }
+        let deadline = shared
+            .config
+            .request_timeout
+            .zip(partial_since)
+            .map(|(limit, since)| since + limit);
+        let wait = match (shared.config.idle_timeout, deadline) {
+            (Some(idle), Some(d)) => Some(idle.min(d.saturating_duration_since(Instant::now()))),
+            (Some(idle), None) => Some(idle),
+            (None, Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+            (None, None) => None,
+        };
         buf.reserve(READ_CHUNK_BYTES);
         let read = socket.read_buf(&mut buf);
         let n = tokio::select! {
             _ = stop.changed() => return Ok(()),
             n = async {
-                match shared.config.idle_timeout {
-                    Some(idle) => tokio::time::timeout(idle, read).await.unwrap_or_else(|_| {
-                        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle timeout"))
+                match wait {
+                    Some(wait) => tokio::time::timeout(wait, read).await.unwrap_or_else(|_| {
+                        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout"))
                     }),
                     None => read.await,
                 }
-            } => n?,
+            } => match n {
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut
+                    && deadline.is_some_and(|d| Instant::now() >= d) =>
+                {
+                    Counters::add(&shared.counters.errors_total, 1);
+                    let limit = shared.config.request_timeout.unwrap_or_default().as_secs();
+                    let mut out = Vec::new();
+                    Reply::error("ERR", format!("request not complete within {limit} s of its first byte"))
+                        .encode(&mut out, session.protocol());
+                    socket.write_all(&out).await?;
+                    return Ok(());
+                }
+                other => other?,
+            },
         };
         if n == 0 {
             return Ok(()); // peer closed

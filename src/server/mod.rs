@@ -28,6 +28,9 @@ pub struct ServerConfig {
     pub connections_max: usize,
     /// A connection idle this long is closed. `None`: never.
     pub idle_timeout: Option<Duration>,
+    /// A request must arrive whole within this long of its first byte; a client trickling
+    /// one (slowloris) is answered `-ERR` and closed. `None`: no deadline.
+    pub request_timeout: Option<Duration>,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
 }
@@ -39,6 +42,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             connections_max: 10_000,
             idle_timeout: Some(Duration::from_secs(300)),
+            request_timeout: Some(Duration::from_secs(300)),
             shutdown_grace: Duration::from_secs(60),
         }
     }
