@@ -15,6 +15,7 @@
 pub mod client;
 pub mod domain;
 pub mod engine;
+pub mod fuzz_targets;
 pub mod generator;
 pub mod import;
 pub mod labels;

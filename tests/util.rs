@@ -31,6 +31,7 @@ pub fn config(path: WritePath) -> EngineConfig {
             },
             block_cache_bytes: 8 << 20,
             write_buffer_bytes: 4 << 20,
+            durable: true,
         },
         ..EngineConfig::default()
     }

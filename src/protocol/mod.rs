@@ -7,4 +7,4 @@ pub mod reply;
 pub mod request;
 
 pub use reply::{Protocol, Reply};
-pub use request::{Args, Limits, RequestError, Scanner};
+pub use request::{split_inline, Args, Limits, RequestError, Scanner};

@@ -4,6 +4,7 @@
 
 mod commands;
 mod connection;
+mod harness;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+
+pub use harness::Harness;
 
 use crate::engine::Engine;
 use crate::protocol::Limits;

@@ -1,0 +1,80 @@
+//! A connection without a socket: request bytes in, reply bytes out, answered exactly as
+//! `connection.rs` answers them (same scanner, limits, commands and encoding). The fuzz
+//! targets drive the whole command layer through it.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+use super::commands::{self, Flow, Session};
+use super::{Counters, ServerConfig, Shared};
+use crate::engine::Engine;
+use crate::protocol::{Reply, RequestError, Scanner};
+
+pub struct Harness {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Harness {
+    pub fn new(engine: Engine, config: ServerConfig) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let shared = Arc::new(Shared {
+            engine,
+            connections: Arc::new(Semaphore::new(config.connections_max)),
+            config,
+            counters: Counters::default(),
+            started: Instant::now(),
+            local_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        });
+        Ok(Self { shared, runtime })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// Answers `bytes` as one new connection that sent them and then closed: every
+    /// complete request in order, up to `QUIT` or a framing error (whose error reply is
+    /// the last). Returns the reply bytes.
+    pub fn connection(&self, bytes: &[u8]) -> Vec<u8> {
+        let shared = &self.shared;
+        let mut session = Session::new(shared.config.requirepass.is_none());
+        let mut scanner = Scanner::new();
+        let mut out = Vec::new();
+        let mut start = 0;
+        loop {
+            match scanner.next(&bytes[start..], &shared.config.limits) {
+                Ok(Some((args, used))) => {
+                    assert!(used > 0 && start + used <= bytes.len(), "scanner overran");
+                    start += used;
+                    if args.is_empty() {
+                        continue;
+                    }
+                    let (reply, flow) =
+                        self.runtime
+                            .block_on(commands::execute(shared, &mut session, args));
+                    reply.encode(&mut out, session.protocol());
+                    if flow == Flow::Close {
+                        return out;
+                    }
+                }
+                Ok(None) => return out,
+                Err(e) => {
+                    let reply = match &e {
+                        RequestError::Protocol(m) => {
+                            Reply::error("ERR", format!("Protocol error: {m}"))
+                        }
+                        RequestError::Limit(m) => Reply::error("LIMIT", m),
+                    };
+                    reply.encode(&mut out, session.protocol());
+                    return out;
+                }
+            }
+        }
+    }
+}
