@@ -47,6 +47,17 @@ pub struct CrashLoopArgs {
     /// Most serials in one GRN.
     #[arg(long, default_value_t = 200)]
     grn_serials_max: usize,
+    /// Simulate power loss: preload this shim (tools/powerloss.c, built by
+    /// tools/crash-loop) into the server, and after every kill cut each file back to the
+    /// length its last fsync made durable.
+    #[arg(long)]
+    power_loss_shim: Option<PathBuf>,
+}
+
+/// How the server is run: where, and with the power-loss shim or not.
+struct Launch {
+    data: PathBuf,
+    shim: Option<(PathBuf, PathBuf)>,
 }
 
 const CLIENTS: usize = 4;
@@ -110,8 +121,8 @@ struct Server {
 }
 
 impl Server {
-    fn start(data: &Path) -> anyhow::Result<Server> {
-        let mut child = spawn(data)?;
+    fn start(launch: &Launch) -> anyhow::Result<Server> {
+        let mut child = spawn(launch)?;
         let mut stdout = child.stdout.take().context("server stdout")?;
         let line = read_line(&mut stdout)?;
         let Some(addr) = line.rsplit(' ').next().filter(|a| a.contains(':')) else {
@@ -130,15 +141,84 @@ impl Server {
     }
 }
 
-fn spawn(data: &Path) -> anyhow::Result<Child> {
-    Command::new(std::env::current_exe()?)
+fn spawn(launch: &Launch) -> anyhow::Result<Child> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
+        .arg(&launch.data)
         .env("RUST_LOG", "error")
         .env_remove("SERIALGATE_PASSWORD")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting serialgate serve")
+        .stdout(Stdio::piped());
+    if let Some((shim, log)) = &launch.shim {
+        command
+            .env("LD_PRELOAD", shim)
+            .env("SERIALGATE_SYNC_LOG", log);
+    }
+    command.spawn().context("starting serialgate serve")
+}
+
+/// What a simulated power loss dropped, in all.
+#[derive(Default)]
+struct PowerLoss {
+    files_cut: u64,
+    bytes_dropped: u64,
+}
+
+impl Launch {
+    /// After a kill: with the shim, cut every file of the store back to the length its last
+    /// fsync made durable (files never synced to nothing), as a power failure would.
+    fn lose_power(&self, total: &mut PowerLoss) -> anyhow::Result<()> {
+        let Some((_, log)) = &self.shim else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let mut synced: std::collections::HashMap<PathBuf, u64> = Default::default();
+        for line in text.lines() {
+            let (kind, rest) = line.split_at(line.len().min(2));
+            match kind.trim() {
+                "S" => {
+                    if let Some((size, path)) = rest.split_once(' ') {
+                        synced.insert(PathBuf::from(path), size.parse().unwrap_or(0));
+                    }
+                }
+                "R" | "L" => {
+                    let Some((from, to)) = rest.split_once('\t') else {
+                        continue;
+                    };
+                    let size = if kind.trim() == "R" {
+                        synced.remove(Path::new(from))
+                    } else {
+                        synced.get(Path::new(from)).copied()
+                    };
+                    match size {
+                        Some(size) => synced.insert(PathBuf::from(to), size),
+                        None => synced.remove(Path::new(to)),
+                    };
+                }
+                _ => {}
+            }
+        }
+        let root = std::fs::canonicalize(&self.data)?;
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                let meta = std::fs::symlink_metadata(&path)?;
+                if meta.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let keep = synced.get(&path).copied().unwrap_or(0);
+                if meta.is_file() && meta.len() > keep {
+                    let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+                    file.set_len(keep)?;
+                    total.files_cut += 1;
+                    total.bytes_dropped += meta.len() - keep;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn read_line(out: &mut impl Read) -> anyhow::Result<String> {
@@ -178,15 +258,34 @@ pub fn run(args: CrashLoopArgs) -> anyhow::Result<()> {
             temp.path().join("data")
         }
     };
+    let launch = Launch {
+        shim: match &args.power_loss_shim {
+            Some(shim) => Some((
+                std::fs::canonicalize(shim).context("the power-loss shim")?,
+                data.with_extension("sync-log"),
+            )),
+            None => None,
+        },
+        data: data.clone(),
+    };
+    let mut power = PowerLoss::default();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let oracle = Arc::new(Mutex::new(Oracle::default()));
     let started = Instant::now();
-    let mut server = Server::start(&data)?;
+    std::fs::create_dir_all(&data)?;
+    let mut server = Server::start(&launch)?;
     setup(&server.addr)?;
     let (mut recovery_kills, mut recovery_kills_before_ready) = (0, 0);
     println!(
-        "crash-loop: {} rounds, {CLIENTS} clients, kill -9 within {} ms, seed {}",
-        args.rounds, args.round_ms_max, args.seed
+        "crash-loop: {} rounds, {CLIENTS} clients, kill -9 within {} ms, seed {}{}",
+        args.rounds,
+        args.round_ms_max,
+        args.seed,
+        if launch.shim.is_some() {
+            ", power loss simulated after every kill"
+        } else {
+            ""
+        }
     );
     for round in 0..args.rounds {
         let first_new = oracle.lock().grns.len();
@@ -205,9 +304,10 @@ pub fn run(args: CrashLoopArgs) -> anyhow::Result<()> {
         for client in clients {
             let _ = client.join();
         }
+        launch.lose_power(&mut power)?;
         if round % RECOVERY_KILL_EVERY == RECOVERY_KILL_EVERY - 1 {
             // Kill the restart at a random moment of opening the store.
-            let mut child = spawn(&data)?;
+            let mut child = spawn(&launch)?;
             std::thread::sleep(Duration::from_millis(rng.random_range(0..30)));
             let _ = child.kill();
             let _ = child.wait();
@@ -215,12 +315,13 @@ pub fn run(args: CrashLoopArgs) -> anyhow::Result<()> {
             if let Some(mut out) = child.stdout.take() {
                 let _ = out.read_to_string(&mut printed);
             }
+            launch.lose_power(&mut power)?;
             recovery_kills += 1;
             if !printed.contains("listening") {
                 recovery_kills_before_ready += 1;
             }
         }
-        server = Server::start(&data)?;
+        server = Server::start(&launch)?;
         check(&server.addr, &oracle, first_new, &mut rng)?;
         let o = oracle.lock();
         if !o.violations.is_empty() {
@@ -284,6 +385,12 @@ pub fn run(args: CrashLoopArgs) -> anyhow::Result<()> {
             "FAILED"
         }
     );
+    if launch.shim.is_some() {
+        println!(
+            "power loss: {} files cut back to their synced length, {} unsynced bytes dropped",
+            power.files_cut, power.bytes_dropped
+        );
+    }
     if !check.status.success() {
         bail!(
             "serialgate check failed:\n{}",
