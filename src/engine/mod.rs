@@ -280,11 +280,11 @@ impl Engine {
         Ok(hasher.digest128())
     }
 
-    /// Fails if an earlier sync failed (see `failed`).
+    /// Fails if an earlier write or sync failed (see `failed`).
     fn check_healthy(&self) -> Result<()> {
         if self.failed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(EngineError::Storage(StoreError::Io(
-                "a previous write could not be made durable; no further writes are accepted \
+                "a previous write failed or could not be made durable; no further writes are accepted \
                  until the engine is restarted"
                     .into(),
             )));
@@ -293,9 +293,24 @@ impl Engine {
     }
 
     /// Writes `commit` without waiting for durability; pair with [`Engine::sync`].
+    ///
+    /// A write that fails or panics may have reached the store without the prefilter
+    /// hearing of its serials, and the prefilter must never miss a stored serial (a
+    /// duplicate would pass unread). So the engine then refuses every further write, as
+    /// after a failed sync, until a restart rebuilds the prefilter from the store.
     fn write(&self, commit: Commit<'_>) -> Result<WriteTicket> {
         self.check_healthy()?;
-        Ok(self.store.write(commit)?)
+        struct FailUnlessDone<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for FailUnlessDone<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Release);
+                tracing::error!("a write failed or panicked; refusing further writes");
+            }
+        }
+        let guard = FailUnlessDone(&self.failed);
+        let ticket = self.store.write(commit)?;
+        std::mem::forget(guard);
+        Ok(ticket)
     }
 
     /// Waits until `ticket` is durable; concurrent requests share the sync.
@@ -589,6 +604,9 @@ fn apply_options(record: &mut AccountRecord, options: &AccountOptions) {
 /// Rebuilds the prefilter from the serial keys: the hash is read back from each key, the 256
 /// segments' key ranges are scanned in parallel.
 fn load_prefilter(store: &dyn Store) -> Result<Prefilter> {
+    fail::fail_point!("engine::prefilter_load", |_| Err(EngineError::Storage(
+        StoreError::Io("prefilter load failed (injected by a failpoint)".into())
+    )));
     let estimate = store.stats().estimated_keys as usize;
     let prefilter = Prefilter::with_capacity(estimate);
     let results: Vec<Result<(), StoreError>> = (0..prefilter::SEGMENTS)

@@ -90,6 +90,7 @@ fn table_options(cache: Option<&Cache>) -> BlockBasedOptions {
 
 impl RocksStore {
     pub fn open(path: &Path, config: RocksConfig) -> Result<Self, StoreError> {
+        fail::fail_point!("store::open", |_| Err(injected("open")));
         fs::create_dir_all(path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
         let cache = Cache::new_lru_cache(config.block_cache_bytes);
 
@@ -178,9 +179,11 @@ impl RocksStore {
                 })?;
             }
         }
+        fail::fail_point!("store::write::before", |_| Err(injected("write")));
         // Not synced here: `sync` makes it durable, sharing one WAL fsync among every writer
         // that arrived meanwhile.
         self.db.write(batch).map_err(io)?;
+        fail::fail_point!("store::write::after", |_| Err(injected("after write")));
         Ok(WriteTicket(self.db.latest_sequence_number().max(1)))
     }
 
@@ -258,6 +261,7 @@ impl RocksStore {
             options.set_snapshot_consistency(true);
             options.set_allow_global_seqno(true);
             options.set_allow_blocking_flush(true);
+            fail::fail_point!("store::ingest", |_| Err(injected("ingestion")));
             let ingested = self
                 .db
                 .ingest_external_file_opts(&options, paths.clone())
@@ -355,6 +359,7 @@ impl Store for RocksStore {
             return Ok(());
         }
         let upto = self.db.latest_sequence_number();
+        fail::fail_point!("store::sync", |_| Err(injected("WAL sync")));
         self.db.flush_wal(true).map_err(io)?;
         self.synced_seq.fetch_max(upto, Ordering::AcqRel);
         Ok(())
@@ -368,6 +373,12 @@ impl Store for RocksStore {
             level0_files: self.int_property("rocksdb.num-files-at-level0"),
         }
     }
+}
+
+/// The error a `return` failpoint injects.
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+fn injected(what: &str) -> StoreError {
+    StoreError::Io(format!("{what} failed (injected by a failpoint)"))
 }
 
 /// Plain RocksDB with its default options and synced `WriteBatch` puts: the baseline the
