@@ -15,6 +15,7 @@ mod lifecycle;
 mod model;
 mod outcomes;
 mod recovery;
+mod reference_model;
 mod reports;
 mod server;
 mod server_usn;
