@@ -69,7 +69,11 @@ pub fn resp(data: &[u8]) {
     let (whole, whole_failed) = scan_in_pieces(data, data.len().max(1));
     // An inline line is rescanned from its start on every piece: byte by byte only for
     // short inputs, so long ones stay cheap enough to fuzz.
-    let pieces: &[usize] = if data.len() <= 128 { &[1, 2, 7] } else { &[5, 13] };
+    let pieces: &[usize] = if data.len() <= 128 {
+        &[1, 2, 7]
+    } else {
+        &[5, 13]
+    };
     for &piece in pieces {
         let (pieces, failed) = scan_in_pieces(data, piece);
         assert_eq!(pieces, whole, "fed in pieces of {piece}");

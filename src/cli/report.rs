@@ -210,3 +210,23 @@ fn xlsx(
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xlsx_past_excels_row_limit_is_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.xlsx");
+        let header = ["serial"];
+        let fits = vec![vec!["x".to_string()]; XLSX_ROWS_MAX - 1];
+        let over = vec![vec!["x".to_string()]; XLSX_ROWS_MAX];
+        let err = xlsx(Some(&path), "r", &header, &over, None).unwrap_err();
+        assert!(err.to_string().contains("use --format csv"), "{err}");
+        assert!(!path.exists());
+        xlsx(Some(&path), "r", &header, &fits[..10], None).unwrap();
+        assert!(path.exists());
+        drop(fits);
+    }
+}
