@@ -4,14 +4,16 @@
 
 use std::process::Command;
 
-#[test]
-fn ten_crash_rounds_lose_nothing_and_leave_nothing_partial() {
+/// Runs `serialgate crash-loop` with `args`; returns what it printed, having checked that
+/// it passed with no violation.
+fn crash_loop(args: &[&std::ffi::OsStr]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_serialgate"))
-        .args(["crash-loop", "--rounds", "10", "--seed", "7"])
+        .arg("crash-loop")
+        .args(args)
         .env("RUST_LOG", "error")
         .output()
         .expect("run serialgate crash-loop");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{text}\n{}",
@@ -21,6 +23,12 @@ fn ten_crash_rounds_lose_nothing_and_leave_nothing_partial() {
         text.contains("violations: 0; offline check: consistent"),
         "{text}"
     );
+    text
+}
+
+#[test]
+fn ten_crash_rounds_lose_nothing_and_leave_nothing_partial() {
+    crash_loop(&["--rounds", "10", "--seed", "7"].map(std::ffi::OsStr::new));
 }
 
 #[test]
@@ -40,29 +48,11 @@ fn ten_power_loss_rounds_lose_nothing_acknowledged() {
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_serialgate"))
-        .args([
-            "crash-loop",
-            "--rounds",
-            "10",
-            "--seed",
-            "11",
-            "--power-loss-shim",
-        ])
-        .arg(&shim)
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run serialgate crash-loop");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("violations: 0; offline check: consistent"),
-        "{text}"
-    );
+    let mut args = ["--rounds", "10", "--seed", "11", "--power-loss-shim"]
+        .map(std::ffi::OsStr::new)
+        .to_vec();
+    args.push(shim.as_os_str());
+    let text = crash_loop(&args);
     // The simulation did drop unsynced data.
     let dropped: u64 = text
         .split("files cut back to their synced length, ")

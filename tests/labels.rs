@@ -571,6 +571,24 @@ fn documented_capacities_hold() {
     );
 }
 
+/// A store with a `usn` account whose generated serials start with `prefix`.
+fn store_of(
+    usn: serialgate::domain::UsnType,
+    prefix: &str,
+) -> (tempfile::TempDir, serialgate::Engine) {
+    use crate::util::{self, WritePath};
+    let data = tempfile::tempdir().unwrap();
+    let engine = util::open(data.path(), WritePath::Wal);
+    util::setup_account(
+        &engine,
+        serialgate::AccountOptions {
+            prefix: Some(prefix.into()),
+            ..serialgate::AccountOptions::new(usn)
+        },
+    );
+    (data, engine)
+}
+
 /// `serialgate labels` on a stopped store.
 fn labels_cli(data: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_serialgate"))
@@ -584,21 +602,13 @@ fn labels_cli(data: &Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn cli_labels_a_type4_grn_and_a_sheet_decoding_back() {
-    use crate::util::{self, WritePath, ACCOUNT};
+    use crate::util::{self, ACCOUNT};
     use serialgate::domain::UsnType;
     use serialgate::engine::GrnItem;
-    use serialgate::{AccountOptions, GrnMode};
+    use serialgate::GrnMode;
 
-    let data = tempfile::tempdir().unwrap();
+    let (data, engine) = store_of(UsnType::GeneratedAtGrn, "BX");
     let generated = {
-        let engine = util::open(data.path(), WritePath::Wal);
-        util::setup_account(
-            &engine,
-            AccountOptions {
-                prefix: Some("BX".into()),
-                ..AccountOptions::new(UsnType::GeneratedAtGrn)
-            },
-        );
         util::po(&engine, "PO-4", &[("S1", 40)]);
         let item = |n| GrnItem {
             sku: Some("S1".into()),
@@ -625,6 +635,7 @@ fn cli_labels_a_type4_grn_and_a_sheet_decoding_back() {
             _ => unreachable!(),
         }
     };
+    drop(engine); // the command opens the store itself
     let out_dir = tempfile::tempdir().unwrap();
     let pdf_path = out_dir.path().join("g1.pdf");
     let out = labels_cli(
@@ -729,19 +740,9 @@ fn cli_labels_a_type4_grn_and_a_sheet_decoding_back() {
 fn cli_generates_pool_serials_and_labels_them() {
     use crate::util::{self, WritePath, ACCOUNT};
     use serialgate::domain::UsnType;
-    use serialgate::AccountOptions;
 
-    let data = tempfile::tempdir().unwrap();
-    {
-        let engine = util::open(data.path(), WritePath::Wal);
-        util::setup_account(
-            &engine,
-            AccountOptions {
-                prefix: Some("PL".into()),
-                ..AccountOptions::new(UsnType::Pool)
-            },
-        );
-    }
+    let (data, engine) = store_of(UsnType::Pool, "PL");
+    drop(engine);
     let out_dir = tempfile::tempdir().unwrap();
     let zpl_path = out_dir.path().join("pool.zpl");
     let out = labels_cli(
@@ -780,20 +781,10 @@ fn cli_generates_pool_serials_and_labels_them() {
 fn cli_generates_type3_serials_for_a_po_line_and_labels_them() {
     use crate::util::{self, WritePath, ACCOUNT};
     use serialgate::domain::UsnType;
-    use serialgate::AccountOptions;
 
-    let data = tempfile::tempdir().unwrap();
-    {
-        let engine = util::open(data.path(), WritePath::Wal);
-        util::setup_account(
-            &engine,
-            AccountOptions {
-                prefix: Some("DM".into()),
-                ..AccountOptions::new(UsnType::GeneratedForPo)
-            },
-        );
-        util::po(&engine, "PO-3", &[("S1", 5)]);
-    }
+    let (data, engine) = store_of(UsnType::GeneratedForPo, "DM");
+    util::po(&engine, "PO-3", &[("S1", 5)]);
+    drop(engine);
     let out_dir = tempfile::tempdir().unwrap();
     let pdf_path = out_dir.path().join("po3.pdf");
     let args = [

@@ -4,12 +4,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
-
-use tokio::sync::Semaphore;
 
 use super::commands::{self, Flow, Session};
-use super::{Counters, ServerConfig, Shared};
+use super::{ServerConfig, Shared};
 use crate::engine::Engine;
 use crate::protocol::{Reply, RequestError, Scanner};
 
@@ -23,14 +20,11 @@ impl Harness {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Shared::new(
             engine,
-            connections: Arc::new(Semaphore::new(config.connections_max)),
             config,
-            counters: Counters::default(),
-            started: Instant::now(),
-            local_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        });
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        ));
         Ok(Self { shared, runtime })
     }
 

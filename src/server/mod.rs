@@ -80,6 +80,17 @@ pub struct Shared {
 }
 
 impl Shared {
+    fn new(engine: Engine, config: ServerConfig, local_addr: SocketAddr) -> Self {
+        Shared {
+            engine,
+            connections: Arc::new(Semaphore::new(config.connections_max)),
+            config,
+            counters: Counters::default(),
+            started: Instant::now(),
+            local_addr,
+        }
+    }
+
     fn connections_current(&self) -> usize {
         self.config.connections_max - self.connections.available_permits()
     }
@@ -94,14 +105,7 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared {
-        engine,
-        connections: Arc::new(Semaphore::new(config.connections_max)),
-        config,
-        counters: Counters::default(),
-        started: Instant::now(),
-        local_addr: listener.local_addr()?,
-    });
+    let shared = Arc::new(Shared::new(engine, config, listener.local_addr()?));
     if let Some(metrics_listener) = metrics_listener {
         tokio::spawn(metrics::serve(metrics_listener, shared.clone()));
     }
