@@ -284,7 +284,7 @@ impl Engine {
     fn check_healthy(&self) -> Result<()> {
         if self.failed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(EngineError::Storage(StoreError::Io(
-                "a previous write failed or could not be made durable; no further writes are accepted \
+                "a previous write may have been half-done or could not be made durable; no further writes are accepted \
                  until the engine is restarted"
                     .into(),
             )));
@@ -294,23 +294,33 @@ impl Engine {
 
     /// Writes `commit` without waiting for durability; pair with [`Engine::sync`].
     ///
-    /// A write that fails or panics may have reached the store without the prefilter
+    /// A write that panics, or fails after it may have been applied
+    /// (`StoreError::Indeterminate`), may have reached the store without the prefilter
     /// hearing of its serials, and the prefilter must never miss a stored serial (a
     /// duplicate would pass unread). So the engine then refuses every further write, as
-    /// after a failed sync, until a restart rebuilds the prefilter from the store.
+    /// after a failed sync, until a restart rebuilds the prefilter from the store. Any other
+    /// error applied nothing, and the request can simply be retried.
     fn write(&self, commit: Commit<'_>) -> Result<WriteTicket> {
         self.check_healthy()?;
-        struct FailUnlessDone<'a>(&'a std::sync::atomic::AtomicBool);
-        impl Drop for FailUnlessDone<'_> {
+        struct FailOnUnwind<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for FailOnUnwind<'_> {
             fn drop(&mut self) {
                 self.0.store(true, std::sync::atomic::Ordering::Release);
-                tracing::error!("a write failed or panicked; refusing further writes");
+                tracing::error!("a write panicked; refusing further writes");
             }
         }
-        let guard = FailUnlessDone(&self.failed);
-        let ticket = self.store.write(commit)?;
+        let guard = FailOnUnwind(&self.failed);
+        let written = self.store.write(commit);
         std::mem::forget(guard);
-        Ok(ticket)
+        match written {
+            Err(e @ StoreError::Indeterminate(_)) => {
+                self.failed
+                    .store(true, std::sync::atomic::Ordering::Release);
+                tracing::error!(error = %e, "a write may have been applied; refusing further writes");
+                Err(EngineError::Storage(e))
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Waits until `ticket` is durable; concurrent requests share the sync.

@@ -17,6 +17,10 @@ pub enum StoreError {
     Io(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A write failed after it may have been applied. Every other error from
+    /// [`Store::write`] means nothing of the commit was applied.
+    #[error("storage write outcome unknown: {0}")]
+    Indeterminate(String),
 }
 
 /// What an entry of a bulk write does to its key.

@@ -183,7 +183,9 @@ impl RocksStore {
         // Not synced here: `sync` makes it durable, sharing one WAL fsync among every writer
         // that arrived meanwhile.
         self.db.write(batch).map_err(io)?;
-        fail::fail_point!("store::write::after", |_| Err(injected("after write")));
+        fail::fail_point!("store::write::after", |_| Err(StoreError::Indeterminate(
+            "failed after the WAL write (injected by a failpoint)".into()
+        )));
         Ok(WriteTicket(self.db.latest_sequence_number().max(1)))
     }
 
