@@ -100,7 +100,8 @@ pub trait Store: Send + Sync {
 
     /// Writes `commit` atomically. It is visible to reads at once, but durable only once
     /// [`Store::sync`] of the returned ticket returns. Writes become durable in the order they
-    /// were made: a crash keeps a prefix of them.
+    /// were made: a crash keeps a prefix of them. An error means nothing of `commit` was
+    /// applied, except [`StoreError::Indeterminate`], which says it may have been.
     fn write(&self, commit: Commit<'_>) -> Result<WriteTicket, StoreError>;
 
     /// Returns once every write up to `ticket` would survive a power cut. Concurrent callers
