@@ -4,13 +4,15 @@
 //! a tool behaves the same whichever it is given.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
+use crate::domain::{SkuKind, UsnType};
+use crate::engine::{AccountOptions, GrnMode, PoView};
 use crate::engine::{Engine, EngineConfig, EngineError, GenerateReply, GrnPayload, PoPayload};
-use crate::engine::{GrnMode, PoView};
-use crate::outcome::{GrnReply, PoImportReply};
+use crate::outcome::{GrnReply, PoImportReply, PoReply};
 
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -58,14 +60,15 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
 /// Where commands go.
 pub enum Target {
-    Local(Box<Engine>),
+    /// Shared, so several handles (one per thread) can drive one embedded engine.
+    Local(Arc<Engine>),
     Remote(redis::Connection),
 }
 
 impl Target {
     /// Opens the engine on `data` (its default configuration).
     pub fn open_local(data: &Path) -> Result<Self> {
-        Ok(Target::Local(Box::new(Engine::open(
+        Ok(Target::Local(Arc::new(Engine::open(
             data,
             EngineConfig::default(),
         )?)))
@@ -83,6 +86,71 @@ impl Target {
             .get_connection()
             .map_err(|e| ClientError::Connection(format!("{addr}: {e}")))?;
         Ok(Target::Remote(connection))
+    }
+
+    /// `ACCOUNT.CREATE <account> USN <type>` with every other option at its default.
+    pub fn create_account(&mut self, account: &str, usn_type: UsnType) -> Result<()> {
+        match self {
+            Target::Local(engine) => {
+                engine.create_account(account, AccountOptions::new(usn_type))?;
+            }
+            Target::Remote(con) => redis::cmd("ACCOUNT.CREATE")
+                .arg(account)
+                .arg("USN")
+                .arg(usn_type.number())
+                .query::<()>(con)?,
+        }
+        Ok(())
+    }
+
+    /// `SKU.SET`.
+    pub fn set_skus(&mut self, account: &str, kind: SkuKind, skus: &[String]) -> Result<()> {
+        match self {
+            Target::Local(engine) => {
+                engine.set_skus(account, kind, skus)?;
+            }
+            Target::Remote(con) => {
+                let kind = match kind {
+                    SkuKind::Serialized => "SERIALIZED",
+                    SkuKind::Plain => "PLAIN",
+                };
+                redis::cmd("SKU.SET")
+                    .arg(account)
+                    .arg(kind)
+                    .arg(skus)
+                    .query::<()>(con)?
+            }
+        }
+        Ok(())
+    }
+
+    /// `PO.CREATE`.
+    pub fn create_po(&mut self, account: &str, payload: PoPayload) -> Result<PoReply> {
+        match self {
+            Target::Local(engine) => Ok(engine.create_po(account, payload)?),
+            Target::Remote(con) => {
+                let body = to_json(&payload)?;
+                json_reply(redis::cmd("PO.CREATE").arg(account).arg(body).query(con)?)
+            }
+        }
+    }
+
+    /// `SERIAL.MGET`: how many of `serials` the account knows.
+    pub fn count_known(&mut self, account: &str, serials: &[&[u8]]) -> Result<usize> {
+        match self {
+            Target::Local(engine) => Ok(engine
+                .serials(account, serials)?
+                .iter()
+                .filter(|v| v.is_some())
+                .count()),
+            Target::Remote(con) => {
+                let records: Vec<Option<Vec<u8>>> = redis::cmd("SERIAL.MGET")
+                    .arg(account)
+                    .arg(serials)
+                    .query(con)?;
+                Ok(records.iter().filter(|r| r.is_some()).count())
+            }
+        }
     }
 
     /// `PO.IMPORT`: all of `payloads` inserted atomically, or (with `check_only`) validated.

@@ -109,3 +109,123 @@ fn accounts_survive_reopen_and_ids_are_not_reused() {
     assert!(reply.is_committed(), "{reply:?}");
     assert!(engine.serial(ACCOUNT, b"SAME").unwrap().is_some());
 }
+
+/// An engine that writes a prefilter snapshot on every clean close, however small.
+fn open_snapshotting(dir: &std::path::Path, path: WritePath) -> serialgate::Engine {
+    let mut config = config(path);
+    config.prefilter_snapshot_min = 0;
+    serialgate::Engine::open(dir, config).unwrap()
+}
+
+fn assert_all_known(engine: &serialgate::Engine, grn_id: &str, stored: &[String]) {
+    po(
+        engine,
+        &format!("PO-{grn_id}"),
+        &[("S1", stored.len() as u64)],
+    );
+    let reply = commit(
+        engine,
+        &grn(
+            grn_id,
+            &format!("PO-{grn_id}"),
+            vec![item("S1", serials(stored))],
+        ),
+    );
+    assert_eq!(reply.errors().len(), stored.len(), "{grn_id}");
+    assert!(reply
+        .errors()
+        .iter()
+        .all(|e| e.code == OutcomeCode::AlreadyInwarded));
+}
+
+#[test]
+fn a_clean_close_leaves_a_snapshot_that_the_next_open_takes() {
+    for path in BOTH_PATHS {
+        clean_close_snapshot(path);
+    }
+}
+
+fn clean_close_snapshot(path: WritePath) {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("PREFILTER.snapshot");
+    let first: Vec<String> = (0..2000).map(|i| format!("SNAP{i:05}")).collect();
+    {
+        let engine = open_snapshotting(dir.path(), path);
+        assert!(!engine.stats().prefilter_restored);
+        setup_type2(&engine);
+        po(&engine, "PO-1", &[("S1", 2000)]);
+        assert!(commit(
+            &engine,
+            &grn("G1", "PO-1", vec![item("S1", serials(&first))])
+        )
+        .is_committed());
+    }
+    assert!(snapshot.exists(), "a clean close writes the snapshot");
+    let second: Vec<String> = (0..500).map(|i| format!("MORE{i:05}")).collect();
+    {
+        let engine = open_snapshotting(dir.path(), path);
+        assert!(engine.stats().prefilter_restored);
+        assert_eq!(engine.stats().prefilter_fingerprints, 2000);
+        // Taken: no snapshot stays on disk while the engine can write.
+        assert!(!snapshot.exists());
+        assert_all_known(&engine, "CHECK1", &first);
+        po(&engine, "PO-2", &[("S1", 500)]);
+        assert!(commit(
+            &engine,
+            &grn("G2", "PO-2", vec![item("S1", serials(&second))])
+        )
+        .is_committed());
+    }
+    let engine = open_snapshotting(dir.path(), path);
+    assert!(engine.stats().prefilter_restored);
+    assert_eq!(engine.stats().prefilter_fingerprints, 2500);
+    assert_all_known(&engine, "CHECK2", &second);
+}
+
+#[test]
+fn a_stale_or_damaged_snapshot_is_ignored_and_the_prefilter_rebuilt() {
+    for path in BOTH_PATHS {
+        stale_snapshot(path);
+    }
+}
+
+fn stale_snapshot(path: WritePath) {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("PREFILTER.snapshot");
+    let old: Vec<String> = (0..1000).map(|i| format!("OLD{i:05}")).collect();
+    let new: Vec<String> = (0..1000).map(|i| format!("NEW{i:05}")).collect();
+    {
+        let engine = open_snapshotting(dir.path(), path);
+        setup_type2(&engine);
+        po(&engine, "PO-1", &[("S1", 1000)]);
+        assert!(
+            commit(&engine, &grn("G1", "PO-1", vec![item("S1", serials(&old))])).is_committed()
+        );
+    }
+    let stale = std::fs::read(&snapshot).unwrap();
+    {
+        let engine = open_snapshotting(dir.path(), path);
+        po(&engine, "PO-2", &[("S1", 1000)]);
+        assert!(
+            commit(&engine, &grn("G2", "PO-2", vec![item("S1", serials(&new))])).is_committed()
+        );
+    }
+    // An older snapshot put back (a restored backup, a file copied by hand) knows nothing
+    // of the second GRN: it must not be used.
+    std::fs::write(&snapshot, &stale).unwrap();
+    {
+        let engine = open_snapshotting(dir.path(), path);
+        assert!(!engine.stats().prefilter_restored);
+        assert_eq!(engine.stats().prefilter_fingerprints, 2000);
+        assert!(!snapshot.exists());
+        assert_all_known(&engine, "CHECK1", &new);
+    }
+    // A damaged one neither.
+    let mut damaged = std::fs::read(&snapshot).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x40;
+    std::fs::write(&snapshot, &damaged).unwrap();
+    let engine = open_snapshotting(dir.path(), path);
+    assert!(!engine.stats().prefilter_restored);
+    assert_all_known(&engine, "CHECK2", &old);
+}

@@ -16,6 +16,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(data, extra, &[])
+    }
+
+    /// As `start`, with extra environment variables (an `LD_PRELOAD` shim, say).
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_serialgate"))
             .args(["serve", "--data"])
             .arg(data)
@@ -23,6 +28,7 @@ impl Server {
             .args(extra)
             .env("RUST_LOG", "warn")
             .env_remove("SERIALGATE_PASSWORD")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

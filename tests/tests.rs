@@ -7,6 +7,7 @@ mod atomicity;
 mod concurrency;
 mod crash;
 mod demo;
+mod disk_full;
 mod fuzz_corpus;
 mod hostile;
 mod import;

@@ -32,6 +32,11 @@ pub enum BenchCommand {
     UsnTypes(UsnTypesArgs),
     /// `serialgate import grn` of a CSV end to end against the same GRN in-process.
     Import(super::bench_import::ImportArgs),
+    /// serialgate side by side with RocksDB alone, PostgreSQL 15 and Redis 7 on the same
+    /// serials (workloads W1–W5); writes docs/BENCHMARKS.md's table and SVG plots.
+    Peers(super::bench_peers::PeersArgs),
+    /// GRNs while the index grows to 100M serials: throughput, memory, restart time.
+    Scale(super::bench_peers::ScaleArgs),
 }
 
 #[derive(Args)]
@@ -57,6 +62,10 @@ pub struct AutoGrnArgs {
     /// Data directory (default: a temporary one, removed afterwards).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Commits with at least this many entries are ingested as SST files, smaller ones go
+    /// through the WAL (default: the engine's).
+    #[arg(long)]
+    ingest_min_entries: Option<usize>,
     /// Also write the same keys with plain RocksDB synced WriteBatch puts and print the ratio.
     #[arg(long)]
     baseline: bool,
@@ -71,6 +80,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::GrnClients(args) => super::bench_wire::grn_clients(args),
         BenchCommand::UsnTypes(args) => super::bench_usn::usn_types(args),
         BenchCommand::Import(args) => super::bench_import::import(args),
+        BenchCommand::Peers(args) => super::bench_peers::peers(args),
+        BenchCommand::Scale(args) => super::bench_peers::scale(args),
     }
 }
 
@@ -158,7 +169,11 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
         }
     };
     let engine_dir = root.join("engine");
-    let engine = Engine::open(&engine_dir, EngineConfig::default())
+    let mut config = EngineConfig::default();
+    if let Some(entries) = args.ingest_min_entries {
+        config.rocks.ingest_min_entries = entries;
+    }
+    let engine = Engine::open(&engine_dir, config.clone())
         .with_context(|| format!("opening {}", engine_dir.display()))?;
     // A fresh account per run, so a data directory can hold several runs.
     let account = format!(
@@ -302,7 +317,7 @@ fn auto_grn(args: AutoGrnArgs) -> anyhow::Result<()> {
     drop(engine);
 
     let reopen_started = Instant::now();
-    let engine = Engine::open(&engine_dir, EngineConfig::default())?;
+    let engine = Engine::open(&engine_dir, config)?;
     let reopen = reopen_started.elapsed();
     let loaded = engine.stats();
     println!(
@@ -479,22 +494,7 @@ fn baseline(root: &std::path::Path, args: &AutoGrnArgs) -> anyhow::Result<Durati
     let dir = root.join("baseline");
     let _ = std::fs::remove_dir_all(&dir);
     let plain = PlainRocks::open(&dir)?;
-    // A typical inwarded record, ~22 bytes, as the engine stores it.
-    let value = serialgate::store::codec::encode(&serialgate::domain::SerialRecord {
-        state: serialgate::domain::SerialState::Inwarded,
-        sku: 1,
-        po: 1,
-        line: 0,
-        grn: 1,
-        condition: serialgate::domain::Condition::Good,
-        bin: None,
-        qc_reason: None,
-        order: None,
-        history: vec![serialgate::domain::Event {
-            at_ms: 1_700_000_000_000,
-            kind: serialgate::domain::EventKind::Inwarded { grn: 1 },
-        }],
-    });
+    let value = inwarded_record();
     let bar = progress(args.serials, "baseline");
     let mut busy = Duration::ZERO;
     for (k, n) in batches(args.serials, args.grn_size) {
@@ -515,4 +515,25 @@ fn baseline(root: &std::path::Path, args: &AutoGrnArgs) -> anyhow::Result<Durati
     drop(plain);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(busy)
+}
+
+/// A typical inwarded serial's record (~22 bytes), encoded as the engine stores it: the
+/// value plain-RocksDB baselines write under each key.
+pub(super) fn inwarded_record() -> Vec<u8> {
+    use serialgate::domain::{Condition, Event, EventKind, SerialRecord, SerialState};
+    serialgate::store::codec::encode(&SerialRecord {
+        state: SerialState::Inwarded,
+        sku: 1,
+        po: 1,
+        line: 0,
+        grn: 1,
+        condition: Condition::Good,
+        bin: None,
+        qc_reason: None,
+        order: None,
+        history: vec![Event {
+            at_ms: 1_700_000_000_000,
+            kind: EventKind::Inwarded { grn: 1 },
+        }],
+    })
 }

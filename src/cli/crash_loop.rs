@@ -63,6 +63,9 @@ struct Launch {
 const CLIENTS: usize = 4;
 /// Every this many rounds, the restart itself is killed once.
 const RECOVERY_KILL_EVERY: usize = 10;
+/// One round in this many ends with a clean stop (SIGTERM) instead of a kill, so restarts
+/// from the prefilter snapshot a clean stop leaves are crash-tested too.
+const CLEAN_STOP_EVERY: usize = 4;
 /// Earlier GRNs re-checked after each restart, besides all of the last round's.
 const RECHECK_SAMPLE: usize = 40;
 
@@ -135,6 +138,33 @@ impl Server {
         })
     }
 
+    /// SIGTERM: the server stops accepting, finishes what is in flight and closes the
+    /// engine, which leaves its prefilter snapshot.
+    fn stop_clean(&mut self) -> anyhow::Result<()> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                ensure!(status.success(), "the server stopped with {status}");
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                self.kill9();
+                bail!("the server did not stop within 120 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the server's prefilter came from a snapshot (INFO `prefilter_restored`).
+    fn prefilter_restored(&self) -> anyhow::Result<bool> {
+        let mut con = connect(&self.addr)?;
+        let info: String = redis::cmd("INFO").query(&mut con)?;
+        Ok(info.contains("prefilter_restored:1"))
+    }
+
     fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -146,6 +176,8 @@ fn spawn(launch: &Launch) -> anyhow::Result<Child> {
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(&launch.data)
+        // Every clean stop leaves a prefilter snapshot, however small the store.
+        .args(["--prefilter-snapshot-min", "0"])
         .env("RUST_LOG", "error")
         .env_remove("SERIALGATE_PASSWORD")
         .stdout(Stdio::piped());
@@ -276,6 +308,7 @@ pub fn run(args: CrashLoopArgs) -> anyhow::Result<()> {
     let mut server = Server::start(&launch)?;
     setup(&server.addr)?;
     let (mut recovery_kills, mut recovery_kills_before_ready) = (0, 0);
+    let (mut clean_stops, mut restored) = (0, 0);
     println!(
         "crash-loop: {} rounds, {CLIENTS} clients, kill -9 within {} ms, seed {}{}",
         args.rounds,
@@ -300,12 +333,19 @@ pub fn run(args: CrashLoopArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(
             rng.random_range(20..=args.round_ms_max.max(20)),
         ));
-        server.kill9();
+        let clean_stop = round % CLEAN_STOP_EVERY == CLEAN_STOP_EVERY - 1;
+        if clean_stop {
+            server.stop_clean()?;
+            clean_stops += 1;
+        } else {
+            server.kill9();
+        }
         for client in clients {
             let _ = client.join();
         }
         launch.lose_power(&mut power)?;
-        if round % RECOVERY_KILL_EVERY == RECOVERY_KILL_EVERY - 1 {
+        let recovery_kill = round % RECOVERY_KILL_EVERY == RECOVERY_KILL_EVERY - 1;
+        if recovery_kill {
             // Kill the restart at a random moment of opening the store.
             let mut child = spawn(&launch)?;
             std::thread::sleep(Duration::from_millis(rng.random_range(0..30)));
@@ -322,6 +362,9 @@ pub fn run(args: CrashLoopArgs) -> anyhow::Result<()> {
             }
         }
         server = Server::start(&launch)?;
+        if clean_stop && !recovery_kill && server.prefilter_restored()? {
+            restored += 1;
+        }
         check(&server.addr, &oracle, first_new, &mut rng)?;
         let o = oracle.lock();
         if !o.violations.is_empty() {
@@ -368,7 +411,8 @@ pub fn run(args: CrashLoopArgs) -> anyhow::Result<()> {
         "crash-loop: {} rounds in {:.0} s; {} GRNs: {} committed, {} rejected as they should be, \
          {} cut off by the kill ({} found whole, {} found absent; partial ones are violations); {} generated \
          serials (reissues are violations); {recovery_kills} kills during restart \
-         ({recovery_kills_before_ready} before it was serving); violations: {}; offline check: {}",
+         ({recovery_kills_before_ready} before it was serving); {clean_stops} clean stops \
+         (SIGTERM), {restored} restarts from the prefilter snapshot they left; violations: {}; offline check: {}",
         args.rounds,
         started.elapsed().as_secs_f64(),
         o.grns.len(),

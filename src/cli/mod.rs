@@ -3,6 +3,7 @@
 
 pub mod bench;
 mod bench_import;
+mod bench_peers;
 mod bench_usn;
 mod bench_wire;
 pub mod check;

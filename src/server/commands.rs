@@ -274,10 +274,11 @@ fn info(shared: &Shared) -> Reply {
     );
     let _ = write!(
         s,
-        "# Engine\r\nprefilter_fingerprints:{}\r\nprefilter_bytes:{}\r\nprefilter_load_ms:{}\r\nsst_files_bytes:{}\r\nlive_data_bytes:{}\r\nestimated_keys:{}\r\nlevel0_files:{}\r\n",
+        "# Engine\r\nprefilter_fingerprints:{}\r\nprefilter_bytes:{}\r\nprefilter_load_ms:{}\r\nprefilter_restored:{}\r\nsst_files_bytes:{}\r\nlive_data_bytes:{}\r\nestimated_keys:{}\r\nlevel0_files:{}\r\n",
         stats.prefilter_fingerprints,
         stats.prefilter_bytes,
         stats.prefilter_load_ms,
+        u8::from(stats.prefilter_restored),
         stats.store.sst_files_bytes,
         stats.store.live_data_bytes,
         stats.store.estimated_keys,

@@ -77,6 +77,14 @@ fn io(e: rocksdb::Error) -> StoreError {
     }
 }
 
+/// An error from a call that may have taken effect before it failed.
+fn indeterminate(e: rocksdb::Error) -> StoreError {
+    match e.kind() {
+        ErrorKind::Corruption => StoreError::Corrupt(e.into_string()),
+        _ => StoreError::Indeterminate(e.into_string()),
+    }
+}
+
 fn table_options(cache: Option<&Cache>) -> BlockBasedOptions {
     let mut table = BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
@@ -181,8 +189,10 @@ impl RocksStore {
         }
         fail::fail_point!("store::write::before", |_| Err(injected("write")));
         // Not synced here: `sync` makes it durable, sharing one WAL fsync among every writer
-        // that arrived meanwhile.
-        self.db.write(batch).map_err(io)?;
+        // that arrived meanwhile. A failed WAL append (a full disk, say) may still leave a
+        // whole record of this batch, or of another in its write group, that the next open
+        // replays; RocksDB also refuses every later write until it is reopened.
+        self.db.write(batch).map_err(indeterminate)?;
         fail::fail_point!("store::write::after", |_| Err(StoreError::Indeterminate(
             "failed after the WAL write (injected by a failpoint)".into()
         )));
@@ -267,7 +277,8 @@ impl RocksStore {
             let ingested = self
                 .db
                 .ingest_external_file_opts(&options, paths.clone())
-                .map_err(io);
+                // The MANIFEST record may have reached the disk before the failure.
+                .map_err(indeterminate);
             tracing::debug!(
                 files = paths.len(),
                 write_ms = written.as_millis() as u64,
@@ -414,5 +425,14 @@ impl PlainRocks {
         let mut write_options = WriteOptions::default();
         write_options.set_sync(true);
         self.db.write_opt(batch, &write_options).map_err(io)
+    }
+
+    /// How many of `keys` are present, read with one `MultiGet`.
+    pub fn count_present(&self, keys: &[Vec<u8>]) -> Result<usize, StoreError> {
+        let mut present = 0;
+        for value in self.db.multi_get(keys) {
+            present += usize::from(value.map_err(io)?.is_some());
+        }
+        Ok(present)
     }
 }

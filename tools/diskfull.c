@@ -1,0 +1,76 @@
+/*
+ * A full disk on demand, for serialgate's I/O-error tests: an LD_PRELOAD shim that fails
+ * every write to a regular file with ENOSPC while the file named by SERIALGATE_DISK_FULL
+ * exists, and lets everything else (sockets, pipes, reads) through. Creating the file
+ * fills the disk; removing it frees space again.
+ *
+ *   gcc -shared -fPIC -O2 -o diskfull.so tools/diskfull.c -ldl
+ *   SERIALGATE_DISK_FULL=/tmp/full LD_PRELOAD=./diskfull.so serialgate serve ...
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static int disk_full(int fd) {
+    const char *flag = getenv("SERIALGATE_DISK_FULL");
+    struct stat st;
+    if (flag == NULL || access(flag, F_OK) != 0) return 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    return 1;
+}
+
+#define REAL(name) static __typeof__(name) *real; if (!real) real = dlsym(RTLD_NEXT, #name)
+
+ssize_t write(int fd, const void *buf, size_t n) {
+    REAL(write);
+    if (disk_full(fd)) { errno = ENOSPC; return -1; }
+    return real(fd, buf, n);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {
+    REAL(pwrite);
+    if (disk_full(fd)) { errno = ENOSPC; return -1; }
+    return real(fd, buf, n, off);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
+    REAL(pwrite64);
+    if (disk_full(fd)) { errno = ENOSPC; return -1; }
+    return real(fd, buf, n, off);
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int count) {
+    REAL(writev);
+    if (disk_full(fd)) { errno = ENOSPC; return -1; }
+    return real(fd, iov, count);
+}
+
+ssize_t pwritev(int fd, const struct iovec *iov, int count, off_t off) {
+    REAL(pwritev);
+    if (disk_full(fd)) { errno = ENOSPC; return -1; }
+    return real(fd, iov, count, off);
+}
+
+int fallocate(int fd, int mode, off_t off, off_t len) {
+    REAL(fallocate);
+    if (disk_full(fd)) { errno = ENOSPC; return -1; }
+    return real(fd, mode, off, len);
+}
+
+int fallocate64(int fd, int mode, off_t off, off_t len) {
+    REAL(fallocate64);
+    if (disk_full(fd)) { errno = ENOSPC; return -1; }
+    return real(fd, mode, off, len);
+}
+
+int posix_fallocate(int fd, off_t off, off_t len) {
+    REAL(posix_fallocate);
+    if (disk_full(fd)) return ENOSPC;
+    return real(fd, off, len);
+}
