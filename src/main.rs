@@ -45,6 +45,10 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr on a full disk) is dropped. Reporting
+        // that failure goes to stderr too, with `eprintln!`, which panics when it fails:
+        // that panicked the request that logged, turning a full disk into failed reads.
+        .log_internal_errors(false)
         .init();
     let result = match Args::parse().command {
         Command::Serve(args) => cli::serve::run(args),

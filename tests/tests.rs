@@ -4,6 +4,7 @@
 mod util;
 
 mod atomicity;
+mod bench_peers;
 mod concurrency;
 mod crash;
 mod demo;

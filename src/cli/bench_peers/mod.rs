@@ -100,13 +100,14 @@ pub enum SystemKind {
 }
 
 impl SystemKind {
+    /// PostgreSQL first: the slowest to set up, so a problem with it shows at once.
     const ALL: [SystemKind; 6] = [
+        SystemKind::Postgres,
         SystemKind::InProcess,
         SystemKind::Wire,
         SystemKind::Rocksdb,
         SystemKind::RedisEverysec,
         SystemKind::RedisAlways,
-        SystemKind::Postgres,
     ];
 }
 
@@ -352,8 +353,9 @@ pub fn peers(args: PeersArgs) -> anyhow::Result<()> {
         results.extend(figures);
         drop(system);
         let _ = std::fs::remove_dir_all(&dir);
+        // After every system, so a failure later in the run keeps what was measured.
+        report::write(&args, &results)?;
     }
-    report::write(&args, &results)?;
     println!(
         "== results written to {} and {}",
         args.out.display(),

@@ -109,7 +109,19 @@ impl Postgres {
             .context("starting postgres")?;
         wait_for_port(port, &mut child, "postgres")?;
         let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
-        let mut client = connect(&conninfo)?;
+        // The port opens before the server takes connections ("the database system is
+        // starting up" while it recovers or initialises).
+        let started = std::time::Instant::now();
+        let mut client = loop {
+            match connect(&conninfo) {
+                Ok(client) => break client,
+                Err(e) if started.elapsed() < std::time::Duration::from_secs(60) => {
+                    tracing::debug!(error = %e, "PostgreSQL not ready yet");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         client.batch_execute(SCHEMA)?;
         Ok(Self {
             conninfo,
