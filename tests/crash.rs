@@ -40,20 +40,7 @@ fn ten_crash_rounds_lose_nothing_and_leave_nothing_partial() {
 #[test]
 fn ten_power_loss_rounds_lose_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let shim = dir.path().join("powerloss.so");
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/powerloss.c");
-    let built = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&shim)
-        .arg(&source)
-        .arg("-ldl")
-        .output()
-        .expect("gcc builds the power-loss shim");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    let shim = crate::util::build_shim("powerloss", dir.path());
     let mut args = ["--rounds", "10", "--seed", "11", "--power-loss-shim"]
         .map(std::ffi::OsStr::new)
         .to_vec();

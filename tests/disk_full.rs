@@ -3,28 +3,7 @@
 //! `-STORAGE`, nothing of them is stored, reads go on, and after a restart on a disk with
 //! room everything acknowledged is there and writes are taken again.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use crate::server::{Raw, Server};
-
-fn build_shim(dir: &Path) -> PathBuf {
-    let shim = dir.join("diskfull.so");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/diskfull.c");
-    let built = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&shim)
-        .arg(&source)
-        .arg("-ldl")
-        .output()
-        .expect("gcc builds the disk-full shim");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    shim
-}
 
 fn serials(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i:07}")).collect()
@@ -46,7 +25,7 @@ fn known(con: &mut Raw, serial: &str) -> bool {
 #[test]
 fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let shim = build_shim(dir.path());
+    let shim = crate::util::build_shim("diskfull", dir.path());
     let flag = dir.path().join("disk-is-full");
     let data = dir.path().join("data");
     let env = [

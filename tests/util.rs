@@ -1,6 +1,6 @@
 //! Shared set-up: engines on real RocksDB in temporary directories, and payload builders.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serialgate::domain::{SkuKind, UsnType};
 use serialgate::engine::{GrnItem, GrnPayload, PoItem, PoPayload};
@@ -210,4 +210,23 @@ pub fn strings(list: &SerialList) -> Vec<String> {
     list.iter()
         .map(|s| String::from_utf8(s.to_vec()).unwrap())
         .collect()
+}
+
+/// Compiles the `LD_PRELOAD` shim `tools/NAME.c` (powerloss, diskfull) into `dir`.
+pub fn build_shim(name: &str, dir: &Path) -> PathBuf {
+    let shim = dir.join(format!("{name}.so"));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tools/{name}.c"));
+    let built = std::process::Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&shim)
+        .arg(&source)
+        .arg("-ldl")
+        .output()
+        .unwrap_or_else(|e| panic!("gcc builds the {name} shim: {e}"));
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    shim
 }
