@@ -250,7 +250,8 @@ impl Prefilter {
             let len = usize::try_from(word(rest, at + 8)?).ok()?;
             let start = at + 16;
             let end = start.checked_add(slots.checked_mul(4)?)?;
-            if !slots.is_power_of_two() || len > slots {
+            // A table must keep an empty slot (probes stop there) and hold `len` entries.
+            if !slots.is_power_of_two() || len * 8 > slots * 7 {
                 return None;
             }
             parts.push((rest.get(start..end)?, len));
@@ -259,16 +260,18 @@ impl Prefilter {
         if at != rest.len() {
             return None;
         }
-        let segments = parts
+        let segments: Vec<Option<RwLock<Table>>> = parts
             .into_par_iter()
             .map(|(raw, len)| {
-                let slots = raw
+                let slots: Vec<u32> = raw
                     .chunks_exact(4)
                     .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect();
-                RwLock::new(Table { slots, len })
+                let filled = slots.iter().filter(|&&s| s != EMPTY).count();
+                (filled == len).then(|| RwLock::new(Table { slots, len }))
             })
             .collect();
+        let segments = segments.into_iter().collect::<Option<Vec<_>>>()?;
         Some((Prefilter { segments }, tag))
     }
 }

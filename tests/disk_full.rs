@@ -32,7 +32,7 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {
         ("LD_PRELOAD", shim.as_os_str()),
         ("SERIALGATE_DISK_FULL", flag.as_os_str()),
     ];
-    let mut server = Server::start_with_env(&data, &[], &env);
+    let mut server = Server::start_with_env(&data, &["--prefilter-snapshot-min", "0"], &env);
     let mut con = Raw::connect(server.addr);
     assert!(con
         .command(&[b"ACCOUNT.CREATE", b"acme", b"USN", b"2"])
@@ -85,7 +85,10 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {
         assert!(known(&mut con, s), "{s} missing");
     }
     drop(con);
-    server.kill9();
+    // A clean stop of an engine in this state leaves no prefilter snapshot: its prefilter
+    // may miss what the write of unknown outcome stored.
+    assert!(server.terminate(), "clean stop");
+    assert!(!data.join("PREFILTER.snapshot").exists());
 
     // After a restart everything acknowledged is there, and writes are taken again.
     let server = Server::start(&data, &[]);

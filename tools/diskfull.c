@@ -57,6 +57,18 @@ ssize_t pwritev(int fd, const struct iovec *iov, int count, off_t off) {
     return real(fd, iov, count, off);
 }
 
+ssize_t pwritev64(int fd, const struct iovec *iov, int count, off_t off) {
+    REAL(pwritev64);
+    if (disk_full(fd)) { errno = ENOSPC; return -1; }
+    return real(fd, iov, count, off);
+}
+
+ssize_t pwritev2(int fd, const struct iovec *iov, int count, off_t off, int flags) {
+    REAL(pwritev2);
+    if (disk_full(fd)) { errno = ENOSPC; return -1; }
+    return real(fd, iov, count, off, flags);
+}
+
 int fallocate(int fd, int mode, off_t off, off_t len) {
     REAL(fallocate);
     if (disk_full(fd)) { errno = ENOSPC; return -1; }

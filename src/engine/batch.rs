@@ -532,11 +532,13 @@ pub fn commit(
         Op::Put
     };
     let runs = SerialRuns::new(account, &keyed, &units, &value);
+    let poison = engine.fail_on_unwind();
     let ticket = engine.write(crate::store::Commit {
         puts,
         runs: Some(&runs),
     })?;
     engine.prefilter.insert_sorted(&keyed, |entry| entry.0);
+    drop(poison);
     drop(guard);
     engine.sync(ticket)
 }

@@ -393,6 +393,7 @@ pub(super) fn receive(
         })
     };
     let fill = || engine.prefilter.insert_sorted(&keyed, |entry| entry.0);
+    let poison = engine.fail_on_unwind();
     let ticket = if keyed.len() < PARALLEL_UNITS_MIN {
         let ticket = write()?;
         fill();
@@ -401,6 +402,7 @@ pub(super) fn receive(
         let (written, ()) = rayon::join(write, fill);
         written?
     };
+    drop(poison);
     // Early lock release: the next GRN of this account may validate against this one while
     // it is being synced. Durability follows write order, so a crash can lose this GRN only
     // together with everything written after it, and it is acknowledged only once synced.

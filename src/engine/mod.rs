@@ -335,16 +335,8 @@ impl Engine {
     /// error applied nothing, and the request can simply be retried.
     fn write(&self, commit: Commit<'_>) -> Result<WriteTicket> {
         self.check_healthy()?;
-        struct FailOnUnwind<'a>(&'a std::sync::atomic::AtomicBool);
-        impl Drop for FailOnUnwind<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, std::sync::atomic::Ordering::Release);
-                tracing::error!("a write panicked; refusing further writes");
-            }
-        }
-        let guard = FailOnUnwind(&self.failed);
+        let _poison = self.fail_on_unwind();
         let written = self.store.write(commit);
-        std::mem::forget(guard);
         match written {
             Err(e @ StoreError::Indeterminate(_)) => {
                 self.failed
@@ -354,6 +346,13 @@ impl Engine {
             }
             other => Ok(other?),
         }
+    }
+
+    /// A guard that marks the engine failed if a panic unwinds through it: held from a
+    /// write until the prefilter has its fingerprints, since a write that reached the store
+    /// without them would let a duplicate through (and into a snapshot).
+    pub(crate) fn fail_on_unwind(&self) -> FailOnUnwind<'_> {
+        FailOnUnwind(&self.failed)
     }
 
     /// Waits until `ticket` is durable; concurrent requests share the sync.
@@ -644,6 +643,17 @@ fn apply_options(record: &mut AccountRecord, options: &AccountOptions) {
     }
 }
 
+pub(crate) struct FailOnUnwind<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for FailOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, std::sync::atomic::Ordering::Release);
+            tracing::error!("a write panicked; refusing further writes");
+        }
+    }
+}
+
 impl Drop for Engine {
     /// A clean close leaves the prefilter snapshot for the next open (see `snapshot`).
     fn drop(&mut self) {
@@ -651,6 +661,7 @@ impl Drop for Engine {
             return;
         };
         if self.failed.load(std::sync::atomic::Ordering::SeqCst)
+            || std::thread::panicking()
             || self.prefilter.len() < self.config.prefilter_snapshot_min
         {
             return;

@@ -34,6 +34,8 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 /// Takes the snapshot at `path` if there is one: reads it, deletes it durably, and returns
 /// the prefilter if it is intact and matches the store.
 pub fn take(path: &Path, store: &dyn Store) -> Result<Option<Prefilter>, StoreError> {
+    // What a crash in the middle of `save` left.
+    let _ = std::fs::remove_file(path.with_extension("tmp"));
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

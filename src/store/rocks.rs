@@ -77,12 +77,9 @@ fn io(e: rocksdb::Error) -> StoreError {
     }
 }
 
-/// An error from a call that may have taken effect before it failed.
+/// An error from a call that may have taken effect before it failed, whatever its kind.
 fn indeterminate(e: rocksdb::Error) -> StoreError {
-    match e.kind() {
-        ErrorKind::Corruption => StoreError::Corrupt(e.into_string()),
-        _ => StoreError::Indeterminate(e.into_string()),
-    }
+    StoreError::Indeterminate(e.into_string())
 }
 
 fn table_options(cache: Option<&Cache>) -> BlockBasedOptions {

@@ -10,7 +10,9 @@ use std::time::Duration;
 /// Linux reports CPU times in clock ticks of `USER_HZ`, which is 100 on every architecture
 /// the kernel supports for user space ABI purposes.
 const TICKS_PER_SECOND: f64 = 100.0;
-const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+/// Often enough to catch a peak, rarely enough that reading /proc costs the systems
+/// under measurement next to nothing.
+const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
 /// The processes that make up a system under measurement.
 #[derive(Clone, Copy, Debug)]
@@ -26,16 +28,17 @@ impl Processes {
         match self {
             Processes::Me => vec![std::process::id()],
             Processes::Tree(root) => {
+                // One pass over /proc for the parent of every process, then the tree.
+                let parents: Vec<(u32, u32)> = all_pids()
+                    .into_iter()
+                    .filter_map(|pid| Some((pid, parent_of(pid)?)))
+                    .collect();
                 let mut pids = vec![root];
-                let mut frontier = vec![root];
-                let all = all_pids();
-                while let Some(parent) = frontier.pop() {
-                    for &pid in &all {
-                        if parent_of(pid) == Some(parent) && !pids.contains(&pid) {
-                            pids.push(pid);
-                            frontier.push(pid);
-                        }
-                    }
+                let mut next = 0;
+                while next < pids.len() {
+                    let parent = pids[next];
+                    pids.extend(parents.iter().filter(|p| p.1 == parent).map(|p| p.0));
+                    next += 1;
                 }
                 pids
             }

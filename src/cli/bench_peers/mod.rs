@@ -539,14 +539,18 @@ fn run_system(
             .collect::<anyhow::Result<_>>()?;
         let seed = args.seed ^ 0x05;
         let (per_client, grn_serials) = (args.client_grns, args.client_grn_serials);
+        // The clients outlive the measurement: a PostgreSQL backend that exits before the
+        // last CPU reading would take its CPU seconds with it.
+        let mut finished: Vec<Box<dyn Client>> = Vec::new();
         let figure = measured(system, Workload::W5, |_| {
             let started = Instant::now();
-            let results: Vec<anyhow::Result<Vec<Duration>>> = std::thread::scope(|scope| {
+            type Done = anyhow::Result<(Vec<Duration>, Box<dyn Client>)>;
+            let results: Vec<Done> = std::thread::scope(|scope| {
                 let handles: Vec<_> = clients
                     .into_iter()
                     .enumerate()
                     .map(|(c, mut client)| {
-                        scope.spawn(move || -> anyhow::Result<Vec<Duration>> {
+                        scope.spawn(move || -> Done {
                             let mut latencies = Vec::with_capacity(per_client);
                             for g in 0..per_client {
                                 let batch = (c * per_client + g) as u64;
@@ -559,7 +563,7 @@ fn run_system(
                                     "client {c} GRN {g}: {outcome:?}"
                                 );
                             }
-                            Ok(latencies)
+                            Ok((latencies, client))
                         })
                     })
                     .collect();
@@ -573,13 +577,16 @@ fn run_system(
             });
             let wall = started.elapsed();
             let mut t = Timings::default();
-            for latencies in results {
-                t.latencies.extend(latencies?);
+            for done in results {
+                let (latencies, client) = done?;
+                t.latencies.extend(latencies);
+                finished.push(client);
             }
             t.count = total;
             t.busy = wall;
             Ok(t)
         })?;
+        drop(finished);
         figures.push(figure);
     }
     Ok(figures)
