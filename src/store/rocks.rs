@@ -347,7 +347,10 @@ impl Store for RocksStore {
                 // Ingestion fsyncs the files and the MANIFEST before it returns. Earlier WAL
                 // writes must be durable first, or a crash could keep this commit (which
                 // may build on them, e.g. PO counters) without them.
-                self.sync(WriteTicket(self.db.latest_sequence_number()))?;
+                // A failed sync is not retryable (the kernel may have dropped the pages it
+                // could not write), so the engine must stop, as after its own failed sync.
+                self.sync(WriteTicket(self.db.latest_sequence_number()))
+                    .map_err(|e| StoreError::Indeterminate(e.to_string()))?;
                 self.ingest(&commit, runs)?;
                 Ok(WriteTicket::DURABLE)
             }
