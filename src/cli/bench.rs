@@ -126,7 +126,8 @@ pub(super) fn po_payload(
     }
 }
 
-fn grn_payload(grn_id: String, reference: String, serials: SerialList) -> GrnPayload {
+/// A one-item GRN of the bench SKU.
+pub(super) fn grn_payload(grn_id: String, reference: String, serials: SerialList) -> GrnPayload {
     GrnPayload {
         grn_id,
         reference_code: reference,

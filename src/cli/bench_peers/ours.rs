@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, ensure};
 use serialgate::client::Target;
 use serialgate::domain::{SkuKind, UsnType};
-use serialgate::engine::{GrnItem, GrnPayload};
+use serialgate::engine::GrnPayload;
 use serialgate::outcome::{GrnReply, OutcomeCode, PoReply};
 use serialgate::serial::SerialList;
 use serialgate::{Engine, EngineConfig, GrnMode};
@@ -16,7 +16,7 @@ use serialgate::{Engine, EngineConfig, GrnMode};
 use super::measure::{dir_bytes, Processes};
 use super::servers::ServeProcess;
 use super::{Client, GrnOutcome, System};
-use crate::cli::bench::{po_payload, SKU};
+use crate::cli::bench::{grn_payload, po_payload, SKU};
 
 /// Type 2 (serials given at GRN): W1, W2, W4, W5.
 const SELLER: &str = "peers";
@@ -95,16 +95,7 @@ impl Serialgate {
 }
 
 fn payload(grn: &str, reference: &str, serials: SerialList) -> GrnPayload {
-    GrnPayload {
-        grn_id: grn.into(),
-        reference_code: reference.into(),
-        invoice_number: None,
-        items: vec![GrnItem {
-            sku: Some(SKU.into()),
-            serials: Some(serials),
-            ..GrnItem::default()
-        }],
-    }
+    grn_payload(grn.into(), reference.into(), serials)
 }
 
 /// Commits a GRN of `serials` against PO `reference`. A GRN holding duplicates is rejected

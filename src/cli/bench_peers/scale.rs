@@ -17,7 +17,7 @@ use super::measure::Processes;
 use super::plot;
 use super::report::{replace_section, thousands, today};
 use super::servers::ServeProcess;
-use crate::cli::bench::{batches, po_payload, progress, SKU};
+use crate::cli::bench::{batches, grn_payload, po_payload, progress, SKU};
 
 const START: &str = "<!-- scale-bench:start -->";
 const END: &str = "<!-- scale-bench:end -->";
@@ -88,16 +88,7 @@ pub fn scale(args: ScaleArgs) -> anyhow::Result<()> {
         let reference = format!("S-{k}");
         engine.create_po(ACCOUNT, po_payload(&reference, n, None))?;
         let serials = workload::serials(args.seed, k, n);
-        let payload = serialgate::engine::GrnPayload {
-            grn_id: reference.clone(),
-            reference_code: reference,
-            invoice_number: None,
-            items: vec![serialgate::engine::GrnItem {
-                sku: Some(SKU.into()),
-                serials: Some(serials),
-                ..Default::default()
-            }],
-        };
+        let payload = grn_payload(reference.clone(), reference, serials);
         let started = Instant::now();
         let reply = engine.receive(ACCOUNT, &payload, GrnMode::Commit)?;
         let busy = started.elapsed();
