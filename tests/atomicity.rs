@@ -193,7 +193,10 @@ fn after_a_failed_sync_nothing_more_is_acknowledged() {
         .receive(ACCOUNT, &second, GrnMode::Commit)
         .unwrap_err();
     assert_eq!(err.code(), "STORAGE");
-    assert!(err.to_string().contains("restarted"), "{err}");
+    assert!(
+        err.to_string().contains("until the engine is reopened"),
+        "{err}"
+    );
     drop(engine);
     // Reopened, it serves again; the retry of GRN-1 answers consistently either way.
     let engine = open(dir.path(), WritePath::Wal);

@@ -1,7 +1,8 @@
 //! A full disk under the real server (tools/diskfull.c makes every write to a regular file
 //! fail with ENOSPC while a flag file exists): GRNs on both write paths fail cleanly with
-//! `-STORAGE`, nothing of them is stored, reads go on, and after a restart on a disk with
-//! room everything acknowledged is there and writes are taken again.
+//! `-STORAGE`, nothing of them is stored, reads go on, the server reopens its engine by
+//! itself once the disk has room, and everything acknowledged is there, then and after a
+//! restart.
 
 use crate::server::{Raw, Server};
 
@@ -65,10 +66,12 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {
     let bulk_later = serials("LTB", 30_000);
     assert!(grn(&mut con, "G-4", &bulk_later).contains("\"committed\""));
 
-    // A small GRN's WAL append fails: a WAL record may survive a failed append, so the
-    // outcome is unknown and the server takes no more writes until a restart has rebuilt
-    // its prefilter from what is really stored; until then it still serves reads.
+    // A small GRN's WAL append fails. A WAL record may survive a failed append, so the
+    // outcome is unknown, and the engine takes no more writes until a reopen has rebuilt
+    // its prefilter from what is really stored. Reads go on meanwhile, and while the disk
+    // stays full the server does not reopen.
     let small_lost = serials("NOW", 100);
+    let after = serials("AFT", 10);
     std::fs::write(&flag, b"").unwrap();
     let reply = grn(&mut con, "G-5", &small_lost);
     assert!(
@@ -76,32 +79,46 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {
         "{reply}"
     );
     assert!(reply.contains("No space left on device"), "{reply}");
-    std::fs::remove_file(&flag).unwrap();
-    let reply = grn(&mut con, "G-6", &serials("AFT", 10));
+    let reply = grn(&mut con, "G-6", &after);
     assert!(reply.starts_with("-STORAGE"), "{reply}");
-    assert!(reply.contains("until the engine is restarted"), "{reply}");
+    assert!(reply.contains("until the engine is reopened"), "{reply}");
     assert_eq!(con.command(&[b"PING"]), "+PONG");
     for s in [&small_ok[0], &bulk_ok[29_999], &bulk_later[0]] {
         assert!(known(&mut con, s), "{s} missing");
     }
-    drop(con);
-    // A clean stop of an engine in this state leaves no prefilter snapshot: its prefilter
-    // may miss what the write of unknown outcome stored.
-    assert!(server.terminate(), "clean stop");
-    assert!(!data.join("PREFILTER.snapshot").exists());
+    // The server checks the disk again and again (backing off up to 2 s): still full.
+    std::thread::sleep(std::time::Duration::from_millis(1_600));
+    let info = con.command(&[b"INFO"]);
+    assert!(info.contains("engine_state:refusing_writes"), "{info}");
+    assert!(info.contains("engine_reopens:0"), "{info}");
 
-    // After a restart everything acknowledged is there, and writes are taken again.
-    let server = Server::start(&data, &[]);
-    let mut con = Raw::connect(server.addr);
-    for s in [
-        &small_ok[0],
-        &small_ok[99],
-        &bulk_ok[0],
-        &bulk_ok[29_999],
-        &bulk_later[0],
-    ] {
-        assert!(known(&mut con, s), "{s} lost");
+    // Once there is room the server reopens the engine by itself and takes writes again.
+    std::fs::remove_file(&flag).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let info = con.command(&[b"INFO"]);
+        if info.contains("engine_state:serving") {
+            assert!(info.contains("engine_reopens:1"), "{info}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reopened: {info}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let check_all = |con: &mut Raw| {
+        for s in [
+            &small_ok[0],
+            &small_ok[99],
+            &bulk_ok[0],
+            &bulk_ok[29_999],
+            &bulk_later[0],
+        ] {
+            assert!(known(con, s), "{s} lost");
+        }
+    };
+    check_all(&mut con);
     assert!(
         !known(&mut con, &bulk_lost[0]),
         "a failed bulk GRN left serials"
@@ -115,7 +132,21 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {
     );
     let reply = grn(&mut con, "G-5", &small_lost);
     assert!(reply.contains("\"committed\""), "{reply}");
+    assert!(grn(&mut con, "G-6", &after).contains("\"committed\""));
     assert!(grn(&mut con, "G-3", &bulk_lost).contains("\"committed\""));
     let view = con.command(&[b"PO.GET", b"acme", b"PO-1"]);
-    assert!(view.contains("\"received\":90200"), "{view}");
+    assert!(view.contains("\"received\":90210"), "{view}");
+    drop(con);
+
+    // The reopened engine is healthy: a clean stop leaves its prefilter snapshot, and after
+    // a restart everything is there.
+    assert!(server.terminate(), "clean stop");
+    assert!(data.join("PREFILTER.snapshot").exists());
+    let server = Server::start(&data, &[]);
+    let mut con = Raw::connect(server.addr);
+    assert!(con.command(&[b"INFO"]).contains("prefilter_restored:1"));
+    check_all(&mut con);
+    for s in [&small_lost[0], &after[9], &bulk_lost[29_999]] {
+        assert!(known(&mut con, s), "{s} lost");
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use serialgate::protocol::Limits;
-use serialgate::server::{self, ServerConfig};
+use serialgate::server::{self, Reopen, ServerConfig};
 use serialgate::{Engine, EngineConfig};
 
 #[derive(Args)]
@@ -61,6 +61,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         prefilter_snapshot_min: args.prefilter_snapshot_min,
         ..EngineConfig::default()
     };
+    let reopen = Reopen {
+        dir: args.data.clone(),
+        config: engine_config.clone(),
+    };
     let engine = Engine::open(&args.data, engine_config).map_err(|e| {
         let hint = if e.to_string().contains("lock file") {
             " (another serialgate process is using it)"
@@ -82,6 +86,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .then(|| Duration::from_secs(args.idle_timeout_secs)),
         request_timeout: (args.request_timeout_secs > 0)
             .then(|| Duration::from_secs(args.request_timeout_secs)),
+        reopen: Some(reopen),
         ..ServerConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -164,7 +164,7 @@ struct AccountSlot {
 }
 
 /// Figures for INFO and the benchmarks.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct EngineStats {
     pub prefilter_fingerprints: usize,
     pub prefilter_bytes: usize,
@@ -313,12 +313,17 @@ impl Engine {
         Ok(hasher.digest128())
     }
 
+    /// Whether an earlier write or sync failed: writes are refused until a reopen.
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Fails if an earlier write or sync failed (see `failed`).
     fn check_healthy(&self) -> Result<()> {
-        if self.failed.load(std::sync::atomic::Ordering::Acquire) {
+        if self.is_failed() {
             return Err(EngineError::Storage(StoreError::Io(
                 "a previous write may have been half-done or could not be made durable; no further writes are accepted \
-                 until the engine is restarted"
+                 until the engine is reopened"
                     .into(),
             )));
         }

@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use super::{constant_time_eq, Counters, Shared};
 use crate::domain::{CheckChar, SerialOrder, SkuKind, UsnType};
-use crate::engine::{AccountOptions, EngineError, GrnMode, GrnPayload, OrderPayload, PoPayload};
+use crate::engine::{
+    AccountOptions, Engine, EngineError, GrnMode, GrnPayload, OrderPayload, PoPayload,
+};
 use crate::outcome::GrnReply;
 use crate::protocol::{Args, Protocol, Reply};
 
@@ -246,7 +248,12 @@ fn client(session: &mut Session, args: &Args) -> Reply {
 
 fn info(shared: &Shared) -> Reply {
     let c = &shared.counters;
-    let stats = shared.engine.stats();
+    // While the engine is being reopened its figures read as zero.
+    let stats = shared
+        .engine
+        .get()
+        .map(|engine| engine.stats())
+        .unwrap_or_default();
     let mut s = String::new();
     let _ = write!(
         s,
@@ -274,7 +281,9 @@ fn info(shared: &Shared) -> Reply {
     );
     let _ = write!(
         s,
-        "# Engine\r\nprefilter_fingerprints:{}\r\nprefilter_bytes:{}\r\nprefilter_load_ms:{}\r\nprefilter_restored:{}\r\nsst_files_bytes:{}\r\nlive_data_bytes:{}\r\nestimated_keys:{}\r\nlevel0_files:{}\r\n",
+        "# Engine\r\nengine_state:{}\r\nengine_reopens:{}\r\nprefilter_fingerprints:{}\r\nprefilter_bytes:{}\r\nprefilter_load_ms:{}\r\nprefilter_restored:{}\r\nsst_files_bytes:{}\r\nlive_data_bytes:{}\r\nestimated_keys:{}\r\nlevel0_files:{}\r\n",
+        shared.engine.state().name(),
+        shared.engine.reopens(),
         stats.prefilter_fingerprints,
         stats.prefilter_bytes,
         stats.prefilter_load_ms,
@@ -289,9 +298,18 @@ fn info(shared: &Shared) -> Reply {
 
 /// Commands that call the engine; run on the blocking pool.
 fn engine_command(shared: &Shared, name: &str, args: Args) -> Reply {
-    let engine = &shared.engine;
+    let engine = match shared.engine.get() {
+        Ok(engine) => engine,
+        Err(reopening) => return reopening,
+    };
+    let reply = run_engine_command(shared, &engine, name, args);
+    shared.engine.after_command(&engine);
+    reply
+}
+
+fn run_engine_command(shared: &Shared, engine: &Engine, name: &str, args: Args) -> Reply {
     match name {
-        "ACCOUNT.CREATE" => account_create(shared, &args),
+        "ACCOUNT.CREATE" => account_create(engine, &args),
         "SKU.SET" => {
             if args.len() < 4 {
                 return wrong_arity(name);
@@ -383,7 +401,7 @@ fn engine_command(shared: &Shared, name: &str, args: Args) -> Reply {
                 Err(e) => engine_error(e),
             }
         }
-        "SERIALS.GENERATE" => serials_generate(shared, &args),
+        "SERIALS.GENERATE" => serials_generate(engine, &args),
         "OUTWARD" | "RETURN" => {
             if args.len() != 3 {
                 return wrong_arity(name);
@@ -449,7 +467,7 @@ fn count_grn(counters: &Counters, reply: &GrnReply) {
 
 /// `SERIALS.GENERATE <acct> PO <ref> SKU <sku> COUNT <n>` (type 3) or
 /// `SERIALS.GENERATE <acct> COUNT <n> [SKU <sku>]` (type 5).
-fn serials_generate(shared: &Shared, args: &Args) -> Reply {
+fn serials_generate(engine: &Engine, args: &Args) -> Reply {
     if args.len() < 4 || args.len() % 2 != 0 {
         return wrong_arity("SERIALS.GENERATE");
     }
@@ -481,9 +499,9 @@ fn serials_generate(shared: &Shared, args: &Args) -> Reply {
     };
     let account = text(&args[1]);
     let reply = match (po, sku) {
-        (Some(po), Some(sku)) => shared.engine.generate_for_po(&account, &po, &sku, count),
+        (Some(po), Some(sku)) => engine.generate_for_po(&account, &po, &sku, count),
         (Some(_), None) => return Reply::error("ERR", "SERIALS.GENERATE ... PO needs SKU <sku>"),
-        (None, sku) => shared.engine.generate_pool(&account, count, sku.as_deref()),
+        (None, sku) => engine.generate_pool(&account, count, sku.as_deref()),
     };
     match reply {
         Ok(reply) => json(&reply),
@@ -491,7 +509,7 @@ fn serials_generate(shared: &Shared, args: &Args) -> Reply {
     }
 }
 
-fn account_create(shared: &Shared, args: &Args) -> Reply {
+fn account_create(engine: &Engine, args: &Args) -> Reply {
     // ACCOUNT.CREATE <acct> USN <1-5> [TOLERANCE_PCT n] [TOLERANCE_QTY n] [AUTOGRN on|off]
     //                [PREFIX p] [CHECK none|luhn|gs1] [SEQUENCE sequential|random]
     if args.len() < 4 || args.len() % 2 != 0 {
@@ -545,7 +563,7 @@ fn account_create(shared: &Shared, args: &Args) -> Reply {
         return Reply::error("ERR", "ACCOUNT.CREATE needs USN <1-5>");
     };
     options.usn_type = usn;
-    match shared.engine.create_account(&account, options) {
+    match engine.create_account(&account, options) {
         Ok(created) => json(&serde_json::json!({
             "status": if created { "created" } else { "updated" },
             "account": account,

@@ -28,8 +28,12 @@ impl Harness {
         Ok(Self { shared, runtime })
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.shared.engine
+    /// The engine; a harness never reopens it, so it is always there.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.shared
+            .engine
+            .get()
+            .expect("a harness's engine is never taken out")
     }
 
     /// Answers `bytes` as one new connection that sent them and then closed: every

@@ -51,7 +51,11 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 
 pub(super) fn render(shared: &Shared) -> String {
     let c = &shared.counters;
-    let stats = shared.engine.stats();
+    let stats = shared
+        .engine
+        .get()
+        .map(|engine| engine.stats())
+        .unwrap_or_default();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = write!(
@@ -107,6 +111,18 @@ pub(super) fn render(shared: &Shared) -> String {
         "counter",
         "Units received by committed GRNs.",
         load(&c.units_committed),
+    );
+    metric(
+        "engine_writable",
+        "gauge",
+        "1 while the engine takes writes; 0 after a storage fault until it is reopened.",
+        u64::from(shared.engine.state() == super::EngineState::Serving),
+    );
+    metric(
+        "engine_reopens_total",
+        "counter",
+        "Reopens of the engine after a storage fault.",
+        shared.engine.reopens(),
     );
     metric(
         "prefilter_fingerprints",

@@ -6,6 +6,7 @@ mod commands;
 mod connection;
 mod harness;
 mod metrics;
+mod slot;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 pub use harness::Harness;
+pub use slot::{EngineSlot, EngineState, Reopen};
 
 use crate::engine::Engine;
 use crate::protocol::Limits;
@@ -36,6 +38,9 @@ pub struct ServerConfig {
     pub request_timeout: Option<Duration>,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// How to open the engine again once a storage fault is over (see `slot`). `None`: a
+    /// failed engine refuses writes until the process restarts.
+    pub reopen: Option<Reopen>,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +52,7 @@ impl Default for ServerConfig {
             idle_timeout: Some(Duration::from_secs(300)),
             request_timeout: Some(Duration::from_secs(300)),
             shutdown_grace: Duration::from_secs(60),
+            reopen: None,
         }
     }
 }
@@ -71,7 +77,7 @@ impl Counters {
 
 /// State shared by every connection.
 pub struct Shared {
-    pub engine: Engine,
+    pub engine: EngineSlot,
     pub config: ServerConfig,
     pub counters: Counters,
     started: Instant,
@@ -82,7 +88,7 @@ pub struct Shared {
 impl Shared {
     fn new(engine: Engine, config: ServerConfig, local_addr: SocketAddr) -> Self {
         Shared {
-            engine,
+            engine: EngineSlot::new(engine, config.reopen.clone()),
             connections: Arc::new(Semaphore::new(config.connections_max)),
             config,
             counters: Counters::default(),
@@ -109,6 +115,10 @@ pub async fn serve(
     if let Some(metrics_listener) = metrics_listener {
         tokio::spawn(metrics::serve(metrics_listener, shared.clone()));
     }
+    let reopener = {
+        let shared = shared.clone();
+        tokio::spawn(async move { shared.engine.reopen_after_faults().await })
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
@@ -145,6 +155,8 @@ pub async fn serve(
         tracing::warn!("shutdown grace period over; closing remaining connections");
         tasks.abort_all();
     }
+    reopener.abort();
+    let _ = reopener.await;
     Ok(())
 }
 

@@ -119,3 +119,19 @@ pub trait Store: Send + Sync {
 
     fn stats(&self) -> StoreStats;
 }
+
+/// Whether the directory `dir` takes a small synced write: a file is written, synced and
+/// removed. Tells when a full disk has room again or a failing device answers, without
+/// touching the store's own files.
+pub fn probe_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join("PROBE.tmp");
+    let written = std::fs::File::create(&path).and_then(|mut file| {
+        file.write_all(&[0u8; 4096])?;
+        file.sync_all()
+    });
+    let removed = std::fs::remove_file(&path);
+    written?;
+    removed?;
+    std::fs::File::open(dir)?.sync_all()
+}
