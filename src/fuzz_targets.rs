@@ -11,7 +11,8 @@
 //!   JSON that decodes to the same encoding;
 //! - [`request`]: the bytes as one connection to the whole command layer on a temporary
 //!   store with an account of each USN type; every 256 inputs the accounts' invariants are
-//!   verified (`Engine::verify_account`).
+//!   verified (`Engine::verify_account`), and every 16,384 the store is verified and
+//!   replaced by a fresh one, so it stays small and the fuzzer fast.
 
 use std::sync::OnceLock;
 
@@ -117,9 +118,9 @@ struct Store {
 
 const ACCOUNTS: [&str; 5] = ["t1", "t2", "t3", "t4", "t5"];
 
-fn store() -> &'static Mutex<Store> {
-    static STORE: OnceLock<Mutex<Store>> = OnceLock::new();
-    STORE.get_or_init(|| {
+impl Store {
+    /// A fresh store in a temporary directory, with an account of each USN type.
+    fn new() -> Store {
         let dir = tempfile::Builder::new()
             .prefix("serialgate-fuzz")
             .tempdir()
@@ -158,20 +159,34 @@ fn store() -> &'static Mutex<Store> {
             ACCOUNTS.len(),
             "fuzz store set-up: {replies}"
         );
-        Mutex::new(Store {
+        Store {
             harness,
             inputs: 0,
             _dir: dir,
-        })
-    })
+        }
+    }
+}
+
+/// Inputs between two verifications of the fuzz store.
+const VERIFY_EVERY: u64 = 256;
+/// Inputs a fuzz store answers before it is verified and replaced by a fresh one: it would
+/// otherwise grow without end, and every verification (a scan of each account) with it.
+const STORE_INPUTS: u64 = 16_384;
+
+fn store() -> &'static Mutex<Store> {
+    static STORE: OnceLock<Mutex<Store>> = OnceLock::new();
+    STORE.get_or_init(|| Mutex::new(Store::new()))
 }
 
 pub fn request(data: &[u8]) {
     let mut store = store().lock();
     store.harness.connection(data);
     store.inputs += 1;
-    if store.inputs % 256 == 0 {
+    if store.inputs % VERIFY_EVERY == 0 {
         verify(&store.harness);
+    }
+    if store.inputs == STORE_INPUTS {
+        *store = Store::new();
     }
 }
 

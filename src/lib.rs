@@ -20,6 +20,7 @@ pub mod generator;
 pub mod import;
 pub mod labels;
 pub mod outcome;
+pub mod powerloss;
 pub mod prefilter;
 pub mod protocol;
 pub mod reconcile;

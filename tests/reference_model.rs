@@ -5,22 +5,24 @@
 //! replayed, rejected, refused) must match the model's, and every serial of the universe
 //! must read back exactly as the model holds it. A reopen stands for a crash: every
 //! acknowledged write is synced, so the model keeps everything across it.
+//! `tests/powerloss_model.rs` drives the same model over the real server, with crashes
+//! that drop everything not synced.
 
 use std::collections::HashMap;
 
 use proptest::prelude::*;
 
 use serialgate::domain::{Condition, SerialState};
-use serialgate::engine::OrderPayload;
+use serialgate::engine::{GrnPayload, OrderPayload};
 use serialgate::outcome::{GrnReply, OrderReply};
 use serialgate::Engine;
 
 use crate::util::*;
 
-const UNIVERSE: u8 = 24;
+pub const UNIVERSE: u8 = 24;
 
 #[derive(Debug, Clone)]
-enum Step {
+pub enum Step {
     Grn {
         id: u8,
         serials: Vec<u8>,
@@ -41,7 +43,7 @@ fn distinct(max: usize) -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::btree_set(0..UNIVERSE, 1..=max).prop_map(|s| s.into_iter().collect())
 }
 
-fn step() -> impl Strategy<Value = Step> {
+pub fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (0u8..10, proptest::collection::vec(0..UNIVERSE, 1..6))
             .prop_map(|(id, serials)| Step::Grn { id, serials }),
@@ -53,15 +55,15 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Unit {
-    state: SerialState,
-    grn: String,
-    order: Option<String>,
-    condition: Condition,
+pub struct Unit {
+    pub state: SerialState,
+    pub grn: String,
+    pub order: Option<String>,
+    pub condition: Condition,
 }
 
-#[derive(Default)]
-struct Model {
+#[derive(Default, Clone)]
+pub struct Model {
     units: HashMap<String, Unit>,
     /// Committed GRNs and the serials they carried, for replays.
     grns: HashMap<String, Vec<String>>,
@@ -69,19 +71,19 @@ struct Model {
 
 /// What a request should come to.
 #[derive(Debug, PartialEq, Eq)]
-enum Answer {
+pub enum Answer {
     Done,
     Replayed,
     Rejected,
     Refused,
 }
 
-fn name(serial: u8) -> String {
+pub fn name(serial: u8) -> String {
     format!("RM-{serial:02}")
 }
 
 impl Model {
-    fn grn(&mut self, id: &str, serials: &[String]) -> Answer {
+    pub fn grn(&mut self, id: &str, serials: &[String]) -> Answer {
         if let Some(sent) = self.grns.get(id) {
             return if sent == serials {
                 Answer::Replayed
@@ -110,7 +112,7 @@ impl Model {
         Answer::Done
     }
 
-    fn outward(&mut self, order: &str, serials: &[String]) -> Answer {
+    pub fn outward(&mut self, order: &str, serials: &[String]) -> Answer {
         let mut changed = 0;
         for s in serials {
             match self.units.get(s) {
@@ -133,7 +135,7 @@ impl Model {
         Answer::Done
     }
 
-    fn return_units(&mut self, order: &str, serials: &[String], bad: bool) -> Answer {
+    pub fn return_units(&mut self, order: &str, serials: &[String], bad: bool) -> Answer {
         let mut changed = 0;
         for s in serials {
             match self.units.get(s) {
@@ -160,7 +162,7 @@ impl Model {
     }
 }
 
-fn grn_answer(reply: &Result<GrnReply, serialgate::EngineError>) -> Answer {
+pub fn grn_answer(reply: &Result<GrnReply, serialgate::EngineError>) -> Answer {
     match reply {
         Ok(GrnReply::Committed { replayed: true, .. }) => Answer::Replayed,
         Ok(GrnReply::Committed { .. }) => Answer::Done,
@@ -170,7 +172,7 @@ fn grn_answer(reply: &Result<GrnReply, serialgate::EngineError>) -> Answer {
     }
 }
 
-fn order_answer(reply: &Result<OrderReply, serialgate::EngineError>) -> Answer {
+pub fn order_answer(reply: &Result<OrderReply, serialgate::EngineError>) -> Answer {
     match reply {
         Ok(OrderReply::Outward { replayed: true, .. })
         | Ok(OrderReply::Returned { replayed: true, .. }) => Answer::Replayed,
@@ -180,18 +182,73 @@ fn order_answer(reply: &Result<OrderReply, serialgate::EngineError>) -> Answer {
     }
 }
 
+impl Model {
+    /// The model's view of every serial of the universe, in order.
+    pub fn universe(&self) -> Vec<Option<Unit>> {
+        (0..UNIVERSE)
+            .map(|s| self.units.get(&name(s)).cloned())
+            .collect()
+    }
+}
+
+/// The GRN a `Step::Grn` sends, and the serial names it carries.
+pub fn grn_payload(id: u8, serials: &[u8]) -> (GrnPayload, Vec<String>) {
+    let values: Vec<String> = serials.iter().map(|&s| name(s)).collect();
+    let payload = grn(
+        &format!("G-{id}"),
+        "PO-M",
+        vec![item("S1", crate::util::serials(&values))],
+    );
+    (payload, values)
+}
+
+/// The order a `Step::Outward` or `Step::Return` sends (`bad`: returned damaged).
+pub fn order_payload(order: u8, serials: &[u8], bad: Option<bool>) -> OrderPayload {
+    let values: Vec<String> = serials.iter().map(|&s| name(s)).collect();
+    OrderPayload {
+        order: format!("SO-{order}"),
+        serials: crate::util::serials(&values),
+        condition: bad.map(|bad| if bad { Condition::Bad } else { Condition::Good }),
+        qc_reason: (bad == Some(true)).then(|| "DAMAGED".to_string()),
+        bin: None,
+    }
+}
+
+/// Applies `step` (not a reopen) to the model and returns the answer it should get.
+pub fn expected(model: &mut Model, step: &Step) -> Answer {
+    match step {
+        Step::Grn { id, serials } => {
+            let (_, values) = grn_payload(*id, serials);
+            model.grn(&format!("G-{id}"), &values)
+        }
+        Step::Outward { order, serials } => {
+            let values: Vec<String> = serials.iter().map(|&s| name(s)).collect();
+            model.outward(&format!("SO-{order}"), &values)
+        }
+        Step::Return {
+            order,
+            serials,
+            bad,
+        } => {
+            let values: Vec<String> = serials.iter().map(|&s| name(s)).collect();
+            model.return_units(&format!("SO-{order}"), &values, *bad)
+        }
+        Step::Reopen => unreachable!("a reopen is the driver's"),
+    }
+}
+
 fn check_universe(engine: &Engine, model: &Model, at: usize) {
     let names: Vec<String> = (0..UNIVERSE).map(name).collect();
     let keys: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
     let views = engine.serials(ACCOUNT, &keys).unwrap();
-    for (n, view) in names.iter().zip(views) {
+    for ((n, view), expected) in names.iter().zip(views).zip(model.universe()) {
         let actual = view.map(|v| Unit {
             state: v.state,
             grn: v.grn.unwrap_or_default(),
             order: v.order,
             condition: v.condition,
         });
-        assert_eq!(actual.as_ref(), model.units.get(n), "step {at}: serial {n}");
+        assert_eq!(actual, expected, "step {at}: serial {n}");
     }
 }
 
@@ -202,70 +259,30 @@ fn run(steps: &[Step]) {
     po(&engine, "PO-M", &[("S1", 1_000_000)]);
     let mut model = Model::default();
     for (at, step) in steps.iter().enumerate() {
-        match step {
-            Step::Grn { id, serials } => {
-                let values: Vec<String> = serials.iter().map(|&s| name(s)).collect();
-                let id = format!("G-{id}");
-                let reply = engine.receive(
-                    ACCOUNT,
-                    &grn(&id, "PO-M", vec![item("S1", crate::util::serials(&values))]),
-                    serialgate::GrnMode::Commit,
-                );
-                assert_eq!(
-                    grn_answer(&reply),
-                    model.grn(&id, &values),
-                    "step {at}: {step:?} -> {reply:?}"
-                );
-            }
+        let answer = match step {
+            Step::Grn { id, serials } => grn_answer(&engine.receive(
+                ACCOUNT,
+                &grn_payload(*id, serials).0,
+                serialgate::GrnMode::Commit,
+            )),
             Step::Outward { order, serials } => {
-                let values: Vec<String> = serials.iter().map(|&s| name(s)).collect();
-                let order = format!("SO-{order}");
-                let reply = engine.outward(
-                    ACCOUNT,
-                    &OrderPayload {
-                        order: order.clone(),
-                        serials: crate::util::serials(&values),
-                        ..OrderPayload::default()
-                    },
-                );
-                assert_eq!(
-                    order_answer(&reply),
-                    model.outward(&order, &values),
-                    "step {at}: {step:?} -> {reply:?}"
-                );
+                order_answer(&engine.outward(ACCOUNT, &order_payload(*order, serials, None)))
             }
             Step::Return {
                 order,
                 serials,
                 bad,
-            } => {
-                let values: Vec<String> = serials.iter().map(|&s| name(s)).collect();
-                let order = format!("SO-{order}");
-                let reply = engine.return_units(
-                    ACCOUNT,
-                    &OrderPayload {
-                        order: order.clone(),
-                        serials: crate::util::serials(&values),
-                        condition: Some(if *bad {
-                            Condition::Bad
-                        } else {
-                            Condition::Good
-                        }),
-                        qc_reason: bad.then(|| "DAMAGED".to_string()),
-                        bin: None,
-                    },
-                );
-                assert_eq!(
-                    order_answer(&reply),
-                    model.return_units(&order, &values, *bad),
-                    "step {at}: {step:?} -> {reply:?}"
-                );
-            }
+            } => order_answer(
+                &engine.return_units(ACCOUNT, &order_payload(*order, serials, Some(*bad))),
+            ),
             Step::Reopen => {
                 drop(engine);
                 engine = open(dir.path(), WritePath::Wal);
+                check_universe(&engine, &model, at);
+                continue;
             }
-        }
+        };
+        assert_eq!(answer, expected(&mut model, step), "step {at}: {step:?}");
         check_universe(&engine, &model, at);
     }
 }

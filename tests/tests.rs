@@ -16,6 +16,7 @@ mod labels;
 mod lifecycle;
 mod model;
 mod outcomes;
+mod powerloss_model;
 mod recovery;
 mod reference_model;
 mod reports;

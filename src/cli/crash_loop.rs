@@ -19,7 +19,7 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +30,7 @@ use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
+use serialgate::powerloss::{self, Dropped};
 
 #[derive(Args)]
 pub struct CrashLoopArgs {
@@ -189,65 +190,12 @@ fn spawn(launch: &Launch) -> anyhow::Result<Child> {
     command.spawn().context("starting serialgate serve")
 }
 
-/// What a simulated power loss dropped, in all.
-#[derive(Default)]
-struct PowerLoss {
-    files_cut: u64,
-    bytes_dropped: u64,
-}
-
 impl Launch {
     /// After a kill: with the shim, cut every file of the store back to the length its last
     /// fsync made durable (files never synced to nothing), as a power failure would.
-    fn lose_power(&self, total: &mut PowerLoss) -> anyhow::Result<()> {
-        let Some((_, log)) = &self.shim else {
-            return Ok(());
-        };
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let mut synced: std::collections::HashMap<PathBuf, u64> = Default::default();
-        for line in text.lines() {
-            let (kind, rest) = line.split_at(line.len().min(2));
-            match kind.trim() {
-                "S" => {
-                    if let Some((size, path)) = rest.split_once(' ') {
-                        synced.insert(PathBuf::from(path), size.parse().unwrap_or(0));
-                    }
-                }
-                "R" | "L" => {
-                    let Some((from, to)) = rest.split_once('\t') else {
-                        continue;
-                    };
-                    let size = if kind.trim() == "R" {
-                        synced.remove(Path::new(from))
-                    } else {
-                        synced.get(Path::new(from)).copied()
-                    };
-                    match size {
-                        Some(size) => synced.insert(PathBuf::from(to), size),
-                        None => synced.remove(Path::new(to)),
-                    };
-                }
-                _ => {}
-            }
-        }
-        let root = std::fs::canonicalize(&self.data)?;
-        let mut dirs = vec![root];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir)? {
-                let path = entry?.path();
-                let meta = std::fs::symlink_metadata(&path)?;
-                if meta.is_dir() {
-                    dirs.push(path);
-                    continue;
-                }
-                let keep = synced.get(&path).copied().unwrap_or(0);
-                if meta.is_file() && meta.len() > keep {
-                    let file = std::fs::OpenOptions::new().write(true).open(&path)?;
-                    file.set_len(keep)?;
-                    total.files_cut += 1;
-                    total.bytes_dropped += meta.len() - keep;
-                }
-            }
+    fn lose_power(&self, total: &mut Dropped) -> anyhow::Result<()> {
+        if let Some((_, log)) = &self.shim {
+            *total += powerloss::cut_to_synced(&self.data, log)?;
         }
         Ok(())
     }
@@ -300,7 +248,7 @@ pub fn run(args: CrashLoopArgs) -> anyhow::Result<()> {
         },
         data: data.clone(),
     };
-    let mut power = PowerLoss::default();
+    let mut power = Dropped::default();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let oracle = Arc::new(Mutex::new(Oracle::default()));
     let started = Instant::now();

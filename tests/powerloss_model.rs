@@ -1,0 +1,253 @@
+//! The reference model of `reference_model.rs`, over the real server under the power-loss
+//! shim (tools/powerloss.c). Besides the model's steps there are crashes: `kill -9` with
+//! nothing in flight, or with a GRN in flight, after which every file of the store is cut
+//! back to the length its last fsync made durable, as a power cut would leave it. A model
+//! reopen is a clean stop (SIGTERM) and start. Every answer must be the model's, every
+//! acknowledged step must survive every crash, and a GRN in flight at a crash must be whole
+//! or absent: after each step every serial of the universe reads back as the model holds it.
+
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use serde_json::Value;
+
+use serialgate::outcome::{GrnReply, OrderReply};
+use serialgate::powerloss::{cut_to_synced, Dropped};
+
+use crate::reference_model::{
+    expected, grn_answer, grn_payload, name, order_answer, order_payload, step, Answer, Model,
+    Step, Unit, UNIVERSE,
+};
+use crate::server::{Raw, Server};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Step(Step),
+    /// `kill -9` between requests, then power loss.
+    Crash,
+    /// A GRN sent, `kill -9` about `after_us` later whether or not it was answered, then
+    /// power loss.
+    CrashDuringGrn {
+        id: u8,
+        serials: Vec<u8>,
+        after_us: u64,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => step().prop_map(Op::Step),
+        1 => Just(Op::Crash),
+        1 => (0u8..10, proptest::collection::vec(0..UNIVERSE, 1..6), 0u64..3_000)
+            .prop_map(|(id, serials, after_us)| Op::CrashDuringGrn { id, serials, after_us }),
+    ]
+}
+
+/// The server, its store and the shim's sync log.
+struct Node {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    shim: PathBuf,
+    log: PathBuf,
+    server: Server,
+    con: Raw,
+    dropped: Dropped,
+}
+
+impl Node {
+    fn start(data: &Path, shim: &Path, log: &Path) -> (Server, Raw) {
+        let env = [
+            ("LD_PRELOAD", shim.as_os_str()),
+            ("SERIALGATE_SYNC_LOG", log.as_os_str()),
+        ];
+        let server = Server::start_with_env(data, &[], &env);
+        let con = Raw::connect(server.addr);
+        (server, con)
+    }
+
+    fn new() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let shim = crate::util::build_shim("powerloss", &root);
+        let (data, log) = (root.join("data"), root.join("sync-log"));
+        let (server, con) = Self::start(&data, &shim, &log);
+        let mut node = Node {
+            _dir: dir,
+            data,
+            shim,
+            log,
+            server,
+            con,
+            dropped: Dropped::default(),
+        };
+        assert!(node
+            .command(&["ACCOUNT.CREATE", "acme", "USN", "2"])
+            .contains("created"));
+        assert_eq!(node.command(&["SKU.SET", "acme", "SERIALIZED", "S1"]), ":1");
+        let po = r#"{"referenceCode":"PO-M","items":[{"lineItemNumber":"1","sku":"S1","quantity":1000000}]}"#;
+        assert!(node.command(&["PO.CREATE", "acme", po]).contains("created"));
+        node
+    }
+
+    fn command(&mut self, args: &[&str]) -> String {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.con.command(&args)
+    }
+
+    fn restart(&mut self) {
+        (self.server, self.con) = Self::start(&self.data, &self.shim, &self.log);
+    }
+
+    /// `kill -9`, then every file cut back to its synced length, then a start.
+    fn crash(&mut self) {
+        self.server.kill9();
+        self.dropped += cut_to_synced(&self.data, &self.log).unwrap();
+        self.restart();
+    }
+
+    fn stop_and_start(&mut self) {
+        assert!(self.server.terminate(), "clean stop");
+        self.restart();
+    }
+
+    fn universe(&mut self) -> Vec<Option<Unit>> {
+        (0..UNIVERSE)
+            .map(|s| {
+                let reply = self.command(&["SERIAL.GET", "acme", &name(s)]);
+                (reply != "(nil)").then(|| unit(&reply))
+            })
+            .collect()
+    }
+}
+
+fn unit(reply: &str) -> Unit {
+    let v: Value =
+        serde_json::from_str(reply).unwrap_or_else(|e| panic!("SERIAL.GET {reply}: {e}"));
+    Unit {
+        state: serde_json::from_value(v["state"].clone()).unwrap(),
+        grn: v["grn"].as_str().unwrap_or_default().to_string(),
+        order: v["order"].as_str().map(String::from),
+        condition: serde_json::from_value(v["condition"].clone()).unwrap(),
+    }
+}
+
+/// What a GRN's wire reply comes to; only `GRN_EXISTS` is an expected error.
+fn wire_grn_answer(reply: &str) -> Answer {
+    if reply.starts_with("-GRN_EXISTS") {
+        return Answer::Refused;
+    }
+    let parsed: GrnReply =
+        serde_json::from_str(reply).unwrap_or_else(|e| panic!("GRN reply {reply}: {e}"));
+    grn_answer(&Ok(parsed))
+}
+
+fn wire_order_answer(reply: &str) -> Answer {
+    let parsed: OrderReply =
+        serde_json::from_str(reply).unwrap_or_else(|e| panic!("order reply {reply}: {e}"));
+    order_answer(&Ok(parsed))
+}
+
+fn frame(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn run(ops: &[Op]) -> Dropped {
+    let mut node = Node::new();
+    let mut model = Model::default();
+    for (at, op) in ops.iter().enumerate() {
+        match op {
+            Op::Step(Step::Reopen) => node.stop_and_start(),
+            Op::Step(step) => {
+                let reply = match step {
+                    Step::Grn { id, serials } => {
+                        let body = serde_json::to_string(&grn_payload(*id, serials).0).unwrap();
+                        wire_grn_answer(&node.command(&["GRN.COMMIT", "acme", &body]))
+                    }
+                    Step::Outward { order, serials } => {
+                        let body =
+                            serde_json::to_string(&order_payload(*order, serials, None)).unwrap();
+                        wire_order_answer(&node.command(&["OUTWARD", "acme", &body]))
+                    }
+                    Step::Return {
+                        order,
+                        serials,
+                        bad,
+                    } => {
+                        let body =
+                            serde_json::to_string(&order_payload(*order, serials, Some(*bad)))
+                                .unwrap();
+                        wire_order_answer(&node.command(&["RETURN", "acme", &body]))
+                    }
+                    Step::Reopen => unreachable!(),
+                };
+                assert_eq!(reply, expected(&mut model, step), "op {at}: {op:?}");
+            }
+            Op::Crash => node.crash(),
+            Op::CrashDuringGrn {
+                id,
+                serials,
+                after_us,
+            } => {
+                let step = Step::Grn {
+                    id: *id,
+                    serials: serials.clone(),
+                };
+                let mut applied = model.clone();
+                let answer = expected(&mut applied, &step);
+                let body = serde_json::to_vec(&grn_payload(*id, serials).0).unwrap();
+                node.con.send(&frame(&[b"GRN.COMMIT", b"acme", &body]));
+                std::thread::sleep(std::time::Duration::from_micros(*after_us));
+                node.server.kill9();
+                // Answered before the kill: acknowledged, so it must survive.
+                let reply = node.con.reply();
+                let acknowledged = reply != "<closed>";
+                if acknowledged {
+                    assert_eq!(wire_grn_answer(&reply), answer, "op {at}: {op:?}");
+                }
+                node.dropped += cut_to_synced(&node.data, &node.log).unwrap();
+                node.restart();
+                let universe = node.universe();
+                if acknowledged || universe == applied.universe() {
+                    model = applied;
+                }
+            }
+        }
+        assert_eq!(
+            node.universe(),
+            model.universe(),
+            "op {at}: {op:?}: the store is not the model's (a lost or partial write)"
+        );
+    }
+    node.dropped
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_server_matches_the_model_across_power_loss(ops in proptest::collection::vec(op(), 1..40)) {
+        run(&ops);
+    }
+}
+
+/// The crashes do cut files back: power loss is really simulated.
+#[test]
+fn a_crash_drops_what_was_not_synced() {
+    let ops: Vec<Op> = (0..6u8)
+        .map(|id| {
+            Op::Step(Step::Grn {
+                id,
+                serials: vec![id * 3, id * 3 + 1],
+            })
+        })
+        .chain([Op::Crash])
+        .collect();
+    let dropped = run(&ops);
+    assert!(dropped.files_cut > 0, "{dropped:?}");
+}
