@@ -15,8 +15,8 @@ use serialgate::outcome::{GrnReply, OrderReply};
 use serialgate::powerloss::{cut_to_synced, Dropped};
 
 use crate::reference_model::{
-    expected, grn_answer, grn_payload, name, order_answer, order_payload, step, Answer, Model,
-    Step, Unit, UNIVERSE,
+    expected, grn_answer, order_answer, request, step, Answer, Model, Request, Step, Unit, POOL,
+    UNIVERSE,
 };
 use crate::server::{Raw, Server};
 
@@ -80,12 +80,30 @@ impl Node {
             con,
             dropped: Dropped::default(),
         };
-        assert!(node
-            .command(&["ACCOUNT.CREATE", "acme", "USN", "2"])
-            .contains("created"));
-        assert_eq!(node.command(&["SKU.SET", "acme", "SERIALIZED", "S1"]), ":1");
-        let po = r#"{"referenceCode":"PO-M","items":[{"lineItemNumber":"1","sku":"S1","quantity":1000000}]}"#;
-        assert!(node.command(&["PO.CREATE", "acme", po]).contains("created"));
+        // The accounts and POs of the reference model's `setup`.
+        for (account, usn, skus, po) in [
+            (
+                "acme",
+                "2",
+                &["S1"][..],
+                r#"{"referenceCode":"PO-M","items":[{"lineItemNumber":"1","sku":"S1","quantity":1000000}]}"#,
+            ),
+            (
+                POOL,
+                "5",
+                &["S1", "S2"][..],
+                r#"{"referenceCode":"PO-P","items":[{"lineItemNumber":"1","sku":"S1","quantity":1000000},{"lineItemNumber":"2","sku":"S2","quantity":1000000}]}"#,
+            ),
+        ] {
+            let created = node.command(&["ACCOUNT.CREATE", account, "USN", usn, "PREFIX", "P5"]);
+            assert!(created.contains("created"), "{created}");
+            let mut set = vec!["SKU.SET", account, "SERIALIZED"];
+            set.extend_from_slice(skus);
+            assert!(node.command(&set).starts_with(':'));
+            assert!(node
+                .command(&["PO.CREATE", account, po])
+                .contains("created"));
+        }
         node
     }
 
@@ -110,14 +128,65 @@ impl Node {
         self.restart();
     }
 
-    fn universe(&mut self) -> Vec<Option<Unit>> {
-        (0..UNIVERSE)
-            .map(|s| {
-                let reply = self.command(&["SERIAL.GET", "acme", &name(s)]);
-                (reply != "(nil)").then(|| unit(&reply))
-            })
-            .collect()
+    /// What the server holds of every serial the model knows.
+    fn read(&mut self, model: &Model) -> Vec<Option<Unit>> {
+        let mut units = Vec::new();
+        for (account, serials) in [("acme", model.universe()), (POOL, model.pool())] {
+            for (serial, _) in serials {
+                let reply = self.command(&["SERIAL.GET", account, &serial]);
+                units.push((reply != "(nil)").then(|| unit(&reply)));
+            }
+        }
+        units
     }
+
+    /// Sends `request` and returns what it came to.
+    fn send(&mut self, request: Request) -> Sent {
+        match request {
+            Request::Grn(account, payload) => {
+                let body = serde_json::to_string(&payload).unwrap();
+                Sent::Answer(wire_grn_answer(&self.command(&[
+                    "GRN.COMMIT",
+                    account,
+                    &body,
+                ])))
+            }
+            Request::Outward(payload) => Sent::Answer(wire_order_answer(&self.command(&[
+                "OUTWARD",
+                "acme",
+                &serde_json::to_string(&payload).unwrap(),
+            ]))),
+            Request::Return(payload) => Sent::Answer(wire_order_answer(&self.command(&[
+                "RETURN",
+                "acme",
+                &serde_json::to_string(&payload).unwrap(),
+            ]))),
+            Request::Generate(count, sku) => {
+                let count = count.to_string();
+                let mut args = vec!["SERIALS.GENERATE", POOL, "COUNT", &count];
+                if let Some(sku) = sku {
+                    args.extend(["SKU", sku]);
+                }
+                let reply = self.command(&args);
+                let v: Value = serde_json::from_str(&reply)
+                    .unwrap_or_else(|e| panic!("SERIALS.GENERATE {reply}: {e}"));
+                Sent::Generated(
+                    v["serials"]
+                        .as_array()
+                        .expect("serials")
+                        .iter()
+                        .map(|s| s.as_str().expect("a serial").to_string())
+                        .collect(),
+                )
+            }
+        }
+    }
+}
+
+/// What a request came to: an answer, or the serials a generation drew.
+enum Sent {
+    Answer(Answer),
+    Generated(Vec<String>),
 }
 
 fn unit(reply: &str) -> Unit {
@@ -125,6 +194,7 @@ fn unit(reply: &str) -> Unit {
         serde_json::from_str(reply).unwrap_or_else(|e| panic!("SERIAL.GET {reply}: {e}"));
     Unit {
         state: serde_json::from_value(v["state"].clone()).unwrap(),
+        sku: v["sku"].as_str().map(String::from),
         grn: v["grn"].as_str().unwrap_or_default().to_string(),
         order: v["order"].as_str().map(String::from),
         condition: serde_json::from_value(v["condition"].clone()).unwrap(),
@@ -157,6 +227,16 @@ fn frame(args: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// The model's view of every serial it knows, in the order `Node::read` reads them.
+fn held(model: &Model) -> Vec<Option<Unit>> {
+    model
+        .universe()
+        .into_iter()
+        .chain(model.pool())
+        .map(|(_, unit)| unit)
+        .collect()
+}
+
 fn run(ops: &[Op]) -> Dropped {
     let mut node = Node::new();
     let mut model = Model::default();
@@ -164,29 +244,21 @@ fn run(ops: &[Op]) -> Dropped {
         match op {
             Op::Step(Step::Reopen) => node.stop_and_start(),
             Op::Step(step) => {
-                let reply = match step {
-                    Step::Grn { id, serials } => {
-                        let body = serde_json::to_string(&grn_payload(*id, serials).0).unwrap();
-                        wire_grn_answer(&node.command(&["GRN.COMMIT", "acme", &body]))
-                    }
-                    Step::Outward { order, serials } => {
-                        let body =
-                            serde_json::to_string(&order_payload(*order, serials, None)).unwrap();
-                        wire_order_answer(&node.command(&["OUTWARD", "acme", &body]))
-                    }
-                    Step::Return {
-                        order,
-                        serials,
-                        bad,
-                    } => {
-                        let body =
-                            serde_json::to_string(&order_payload(*order, serials, Some(*bad)))
-                                .unwrap();
-                        wire_order_answer(&node.command(&["RETURN", "acme", &body]))
-                    }
-                    Step::Reopen => unreachable!(),
+                let request = request(&model, step);
+                let drawn = match &request {
+                    Request::Generate(count, sku) => Some((*count, *sku)),
+                    _ => None,
                 };
-                assert_eq!(reply, expected(&mut model, step), "op {at}: {op:?}");
+                match (node.send(request), drawn) {
+                    (Sent::Answer(answer), _) => {
+                        assert_eq!(answer, expected(&mut model, step), "op {at}: {op:?}")
+                    }
+                    (Sent::Generated(serials), Some((count, sku))) => {
+                        assert_eq!(serials.len() as u64, count, "op {at}: {op:?}");
+                        model.generated(&serials, sku);
+                    }
+                    (Sent::Generated(_), None) => unreachable!("only a generation draws"),
+                }
             }
             Op::Crash => node.crash(),
             Op::CrashDuringGrn {
@@ -200,8 +272,12 @@ fn run(ops: &[Op]) -> Dropped {
                 };
                 let mut applied = model.clone();
                 let answer = expected(&mut applied, &step);
-                let body = serde_json::to_vec(&grn_payload(*id, serials).0).unwrap();
-                node.con.send(&frame(&[b"GRN.COMMIT", b"acme", &body]));
+                let Request::Grn(account, payload) = request(&model, &step) else {
+                    unreachable!()
+                };
+                let body = serde_json::to_vec(&payload).unwrap();
+                node.con
+                    .send(&frame(&[b"GRN.COMMIT", account.as_bytes(), &body]));
                 std::thread::sleep(std::time::Duration::from_micros(*after_us));
                 node.server.kill9();
                 // Answered before the kill: acknowledged, so it must survive.
@@ -212,15 +288,14 @@ fn run(ops: &[Op]) -> Dropped {
                 }
                 node.dropped += cut_to_synced(&node.data, &node.log).unwrap();
                 node.restart();
-                let universe = node.universe();
-                if acknowledged || universe == applied.universe() {
+                if acknowledged || node.read(&model) == held(&applied) {
                     model = applied;
                 }
             }
         }
         assert_eq!(
-            node.universe(),
-            model.universe(),
+            node.read(&model),
+            held(&model),
             "op {at}: {op:?}: the store is not the model's (a lost or partial write)"
         );
     }
