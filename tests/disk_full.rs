@@ -1,8 +1,8 @@
-//! A full disk under the real server (tools/diskfull.c makes every write to a regular file
-//! fail with ENOSPC while a flag file exists): GRNs on both write paths fail cleanly with
-//! `-STORAGE`, nothing of them is stored, reads go on, the server reopens its engine by
-//! itself once the disk has room, and everything acknowledged is there, then and after a
-//! restart.
+//! A full disk and a failing device under the real server (tools/diskfull.c makes every
+//! write to a regular file fail with ENOSPC, or every fsync with EIO, while a flag file
+//! exists): GRNs on both write paths fail cleanly with `-STORAGE`, nothing of them is
+//! stored, reads go on, the server reopens its engine by itself once the fault is gone,
+//! and everything acknowledged is there, then and after a restart.
 
 use crate::server::{Raw, Server};
 
@@ -23,6 +23,41 @@ fn known(con: &mut Raw, serial: &str) -> bool {
     con.command(&[b"SERIAL.GET", b"acme", serial.as_bytes()]) != "(nil)"
 }
 
+/// A type 2 account `acme` with SKU S1 and PO-1 for a million of it.
+fn setup(con: &mut Raw) {
+    assert!(con
+        .command(&[b"ACCOUNT.CREATE", b"acme", b"USN", b"2"])
+        .contains("created"));
+    assert_eq!(
+        con.command(&[b"SKU.SET", b"acme", b"SERIALIZED", b"S1"]),
+        ":1"
+    );
+    let po = r#"{"referenceCode":"PO-1","items":[{"lineItemNumber":"1","sku":"S1","quantity":1000000}]}"#;
+    assert!(con
+        .command(&[b"PO.CREATE", b"acme", po.as_bytes()])
+        .contains("created"));
+}
+
+/// Waits until `INFO` shows the engine serving again after `reopens` reopens.
+fn wait_until_reopened(con: &mut Raw, reopens: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let info = con.command(&[b"INFO"]);
+        if info.contains("engine_state:serving") {
+            assert!(
+                info.contains(&format!("engine_reopens:{reopens}")),
+                "{info}"
+            );
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reopened: {info}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,17 +70,7 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {
     ];
     let mut server = Server::start_with_env(&data, &["--prefilter-snapshot-min", "0"], &env);
     let mut con = Raw::connect(server.addr);
-    assert!(con
-        .command(&[b"ACCOUNT.CREATE", b"acme", b"USN", b"2"])
-        .contains("created"));
-    assert_eq!(
-        con.command(&[b"SKU.SET", b"acme", b"SERIALIZED", b"S1"]),
-        ":1"
-    );
-    let po = r#"{"referenceCode":"PO-1","items":[{"lineItemNumber":"1","sku":"S1","quantity":1000000}]}"#;
-    assert!(con
-        .command(&[b"PO.CREATE", b"acme", po.as_bytes()])
-        .contains("created"));
+    setup(&mut con);
 
     // Acknowledged before the disk fills: a small GRN (WAL) and a bulk one (ingested SSTs).
     let small_ok = serials("OKW", 100);
@@ -94,19 +119,7 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {
 
     // Once there is room the server reopens the engine by itself and takes writes again.
     std::fs::remove_file(&flag).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let info = con.command(&[b"INFO"]);
-        if info.contains("engine_state:serving") {
-            assert!(info.contains("engine_reopens:1"), "{info}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never reopened: {info}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until_reopened(&mut con, 1);
     let check_all = |con: &mut Raw| {
         for s in [
             &small_ok[0],
@@ -147,6 +160,61 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {
     assert!(con.command(&[b"INFO"]).contains("prefilter_restored:1"));
     check_all(&mut con);
     for s in [&small_lost[0], &after[9], &bulk_lost[29_999]] {
+        assert!(known(&mut con, s), "{s} lost");
+    }
+}
+
+/// A device whose fsync fails (EIO) while writes still land in the page cache: what was
+/// written since the last good sync may or may not be on the disk.
+#[test]
+fn a_failing_fsync_stops_writes_until_the_device_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let shim = crate::util::build_shim("diskfull", dir.path());
+    let flag = dir.path().join("sync-fails");
+    let data = dir.path().join("data");
+    let env = [
+        ("LD_PRELOAD", shim.as_os_str()),
+        ("SERIALGATE_SYNC_FAILS", flag.as_os_str()),
+    ];
+    let mut server = Server::start_with_env(&data, &[], &env);
+    let mut con = Raw::connect(server.addr);
+    setup(&mut con);
+    let acknowledged = serials("OKW", 100);
+    assert!(grn(&mut con, "G-1", &acknowledged).contains("\"committed\""));
+
+    // The sync that would acknowledge a GRN fails: it is not acknowledged, and as nobody
+    // knows what reached the disk, no write is taken until the engine is reopened.
+    std::fs::write(&flag, b"").unwrap();
+    let unknown = serials("UNK", 100);
+    let reply = grn(&mut con, "G-2", &unknown);
+    assert!(reply.starts_with("-STORAGE"), "{reply}");
+    assert!(reply.contains("Input/output error"), "{reply}");
+    let later = serials("LAT", 10);
+    let reply = grn(&mut con, "G-3", &later);
+    assert!(reply.contains("until the engine is reopened"), "{reply}");
+    assert!(known(&mut con, &acknowledged[99]), "reads are served");
+    std::thread::sleep(std::time::Duration::from_millis(1_600));
+    let info = con.command(&[b"INFO"]);
+    assert!(info.contains("engine_state:refusing_writes"), "{info}");
+
+    // The device answers again: the server reopens the engine and takes writes.
+    std::fs::remove_file(&flag).unwrap();
+    wait_until_reopened(&mut con, 1);
+    assert!(known(&mut con, &acknowledged[0]) && known(&mut con, &acknowledged[99]));
+    let stored = unknown.iter().filter(|s| known(&mut con, s)).count();
+    assert!(
+        stored == 0 || stored == unknown.len(),
+        "{stored} of 100 stored"
+    );
+    assert!(grn(&mut con, "G-2", &unknown).contains("\"committed\""));
+    assert!(grn(&mut con, "G-3", &later).contains("\"committed\""));
+    drop(con);
+
+    // And after a kill -9 and a restart without the shim, everything acknowledged is there.
+    server.kill9();
+    let server = Server::start(&data, &[]);
+    let mut con = Raw::connect(server.addr);
+    for s in [&acknowledged[0], &unknown[99], &later[9]] {
         assert!(known(&mut con, s), "{s} lost");
     }
 }

@@ -4,6 +4,10 @@
  * exists, and lets everything else (sockets, pipes, reads) through. Creating the file
  * fills the disk; removing it frees space again.
  *
+ * A failing device the same way: while the file named by SERIALGATE_SYNC_FAILS exists,
+ * every fsync and fdatasync of a regular file fails with EIO (writes still succeed, into
+ * the page cache).
+ *
  *   gcc -shared -fPIC -O2 -o diskfull.so tools/diskfull.c -ldl
  *   SERIALGATE_DISK_FULL=/tmp/full LD_PRELOAD=./diskfull.so serialgate serve ...
  */
@@ -17,13 +21,16 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-static int disk_full(int fd) {
-    const char *flag = getenv("SERIALGATE_DISK_FULL");
+/* Whether the flag file named by the variable `flag_var` exists and `fd` is a regular file. */
+static int faulty(const char *flag_var, int fd) {
+    const char *flag = getenv(flag_var);
     struct stat st;
     if (flag == NULL || access(flag, F_OK) != 0) return 0;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
     return 1;
 }
+
+static int disk_full(int fd) { return faulty("SERIALGATE_DISK_FULL", fd); }
 
 #define REAL(name) static __typeof__(name) *real; if (!real) real = dlsym(RTLD_NEXT, #name)
 
@@ -85,4 +92,16 @@ int posix_fallocate(int fd, off_t off, off_t len) {
     REAL(posix_fallocate);
     if (disk_full(fd)) return ENOSPC;
     return real(fd, off, len);
+}
+
+int fsync(int fd) {
+    REAL(fsync);
+    if (faulty("SERIALGATE_SYNC_FAILS", fd)) { errno = EIO; return -1; }
+    return real(fd);
+}
+
+int fdatasync(int fd) {
+    REAL(fdatasync);
+    if (faulty("SERIALGATE_SYNC_FAILS", fd)) { errno = EIO; return -1; }
+    return real(fd);
 }
