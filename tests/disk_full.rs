@@ -187,7 +187,10 @@ fn a_failing_fsync_stops_writes_until_the_device_answers() {
     std::fs::write(&flag, b"").unwrap();
     let unknown = serials("UNK", 100);
     let reply = grn(&mut con, "G-2", &unknown);
-    assert!(reply.starts_with("-STORAGE"), "{reply}");
+    assert!(
+        reply.starts_with("-STORAGE storage write outcome unknown"),
+        "{reply}"
+    );
     assert!(reply.contains("Input/output error"), "{reply}");
     let later = serials("LAT", 10);
     let reply = grn(&mut con, "G-3", &later);

@@ -4,8 +4,8 @@
 //! error and a delay. The oracle: a GRN acknowledged before the fault is whole after a
 //! restart, the GRN hit by the fault is whole or absent, nothing is acknowledged twice,
 //! and after a panicked write, a write whose outcome is unknown or a failed sync the engine
-//! refuses writes until it is restarted (its prefilter may have missed the write; a
-//! restart rebuilds it from the store), while an error that applied nothing leaves it
+//! refuses writes until it is reopened (its prefilter may have missed the write; a
+//! reopen rebuilds it from the store), while an error that applied nothing leaves it
 //! writing.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -159,7 +159,7 @@ fn commit_path_failpoints_lose_nothing_and_leave_nothing_partial() {
                 );
             }
             if refusing {
-                // Writes stop, with a clear error, until a restart.
+                // Writes stop, with a clear error, until a reopen.
                 let next = engine.receive(ACCOUNT, &grn("G-C", &c), GrnMode::Commit);
                 assert!(is_storage(&next), "{case}: {next:?}");
                 // B may be in the store unknown to the prefilter: sending its serials again

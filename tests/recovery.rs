@@ -229,3 +229,29 @@ fn stale_snapshot(path: WritePath) {
     assert!(!engine.stats().prefilter_restored);
     assert_all_known(&engine, "CHECK2", &old);
 }
+
+/// An open flushes what it replayed from the WAL into a synced SST file
+/// (`avoid_flush_during_recovery=false`, RocksDB's default, which rust-rocksdb cannot set):
+/// a reopen after a failed fsync must not answer from writes only in the page cache.
+#[test]
+fn an_open_flushes_what_it_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), WritePath::Wal));
+    let options: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("OPTIONS-"))
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(!options.is_empty(), "no OPTIONS file");
+    for text in options {
+        assert!(
+            text.lines()
+                .any(|l| l.trim() == "avoid_flush_during_recovery=false"),
+            "recovery flush not on"
+        );
+    }
+}

@@ -286,7 +286,8 @@ pub fn grn_answer(reply: &Result<GrnReply, serialgate::EngineError>) -> Answer {
         Ok(GrnReply::Committed { .. }) => Answer::Done,
         Ok(GrnReply::Rejected { .. }) => Answer::Rejected,
         Ok(GrnReply::Valid { .. }) => unreachable!("no checks here"),
-        Err(_) => Answer::Refused,
+        Err(e) if e.code() == "GRN_EXISTS" => Answer::Refused,
+        Err(e) => panic!("unexpected error: {e}"),
     }
 }
 
@@ -296,7 +297,7 @@ pub fn order_answer(reply: &Result<OrderReply, serialgate::EngineError>) -> Answ
         | Ok(OrderReply::Returned { replayed: true, .. }) => Answer::Replayed,
         Ok(OrderReply::Outward { .. }) | Ok(OrderReply::Returned { .. }) => Answer::Done,
         Ok(OrderReply::Rejected { .. }) => Answer::Rejected,
-        Err(_) => Answer::Refused,
+        Err(e) => panic!("unexpected error: {e}"),
     }
 }
 

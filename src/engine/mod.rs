@@ -322,8 +322,9 @@ impl Engine {
     fn check_healthy(&self) -> Result<()> {
         if self.is_failed() {
             return Err(EngineError::Storage(StoreError::Io(
-                "a previous write may have been half-done or could not be made durable; no further writes are accepted \
-                 until the engine is reopened"
+                "this request was not applied: writes are refused after a storage fault left an earlier \
+                 write's outcome unknown, until the engine is reopened (a server does that by itself once \
+                 the disk works again; INFO engine_state shows where it is); retry later"
                     .into(),
             )));
         }
@@ -336,7 +337,7 @@ impl Engine {
     /// (`StoreError::Indeterminate`), may have reached the store without the prefilter
     /// hearing of its serials, and the prefilter must never miss a stored serial (a
     /// duplicate would pass unread). So the engine then refuses every further write, as
-    /// after a failed sync, until a restart rebuilds the prefilter from the store. Any other
+    /// after a failed sync, until a reopen rebuilds the prefilter from the store. Any other
     /// error applied nothing, and the request can simply be retried.
     fn write(&self, commit: Commit<'_>) -> Result<WriteTicket> {
         self.check_healthy()?;
@@ -360,14 +361,19 @@ impl Engine {
         FailOnUnwind(&self.failed)
     }
 
-    /// Waits until `ticket` is durable; concurrent requests share the sync.
+    /// Waits until `ticket` is durable; concurrent requests share the sync. A failed sync
+    /// leaves what it covered possibly on disk, possibly not: its error says the outcome
+    /// is unknown, whatever the store called it.
     fn sync(&self, ticket: WriteTicket) -> Result<()> {
         self.check_healthy()?;
         self.store.sync(ticket).map_err(|e| {
             self.failed
                 .store(true, std::sync::atomic::Ordering::Release);
             tracing::error!(error = %e, "sync failed; refusing further writes");
-            EngineError::Storage(e)
+            EngineError::Storage(match e {
+                StoreError::Io(m) | StoreError::Corrupt(m) => StoreError::Indeterminate(m),
+                unknown @ StoreError::Indeterminate(_) => unknown,
+            })
         })
     }
 

@@ -114,7 +114,15 @@ pub async fn execute(shared: &Arc<Shared>, session: &mut Session, args: Args) ->
             let run = tokio::task::spawn_blocking(move || engine_command(&shared, &name, args));
             match run.await {
                 Ok(reply) => reply,
-                Err(e) => Reply::error("ERR", format!("command failed: {e}")),
+                // A bug, not the request's fault. A write it interrupted is whole or
+                // absent, and the engine takes no more writes until it is reopened.
+                Err(e) => Reply::error(
+                    "ERR",
+                    format!(
+                        "command failed inside the server ({e}); a write it carried is whole \
+                         or absent: send it again to learn which"
+                    ),
+                ),
             }
         }
         "ECHO" | "SELECT" => wrong_arity(&name),
@@ -248,12 +256,8 @@ fn client(session: &mut Session, args: &Args) -> Reply {
 
 fn info(shared: &Shared) -> Reply {
     let c = &shared.counters;
-    // While the engine is being reopened its figures read as zero.
-    let stats = shared
-        .engine
-        .get()
-        .map(|engine| engine.stats())
-        .unwrap_or_default();
+    // While the engine is being reopened it has no figures to show.
+    let stats = shared.engine.get().ok().map(|engine| engine.stats());
     let mut s = String::new();
     let _ = write!(
         s,
@@ -281,18 +285,31 @@ fn info(shared: &Shared) -> Reply {
     );
     let _ = write!(
         s,
-        "# Engine\r\nengine_state:{}\r\nengine_reopens:{}\r\nprefilter_fingerprints:{}\r\nprefilter_bytes:{}\r\nprefilter_load_ms:{}\r\nprefilter_restored:{}\r\nsst_files_bytes:{}\r\nlive_data_bytes:{}\r\nestimated_keys:{}\r\nlevel0_files:{}\r\n",
+        "# Engine\r\nengine_state:{}\r\nengine_reopens:{}\r\n",
         shared.engine.state().name(),
         shared.engine.reopens(),
-        stats.prefilter_fingerprints,
-        stats.prefilter_bytes,
-        stats.prefilter_load_ms,
-        u8::from(stats.prefilter_restored),
-        stats.store.sst_files_bytes,
-        stats.store.live_data_bytes,
-        stats.store.estimated_keys,
-        stats.store.level0_files
     );
+    if let Some(error) = shared.engine.open_error() {
+        let _ = write!(
+            s,
+            "engine_open_error:{}\r\n",
+            error.replace(['\r', '\n'], " ")
+        );
+    }
+    if let Some(stats) = stats {
+        let _ = write!(
+            s,
+            "prefilter_fingerprints:{}\r\nprefilter_bytes:{}\r\nprefilter_load_ms:{}\r\nprefilter_restored:{}\r\nsst_files_bytes:{}\r\nlive_data_bytes:{}\r\nestimated_keys:{}\r\nlevel0_files:{}\r\n",
+            stats.prefilter_fingerprints,
+            stats.prefilter_bytes,
+            stats.prefilter_load_ms,
+            u8::from(stats.prefilter_restored),
+            stats.store.sst_files_bytes,
+            stats.store.live_data_bytes,
+            stats.store.estimated_keys,
+            stats.store.level0_files
+        );
+    }
     Reply::Bulk(s.into_bytes())
 }
 
@@ -302,9 +319,8 @@ fn engine_command(shared: &Shared, name: &str, args: Args) -> Reply {
         Ok(engine) => engine,
         Err(reopening) => return reopening,
     };
-    let reply = run_engine_command(shared, &engine, name, args);
-    shared.engine.after_command(&engine);
-    reply
+    let _wake = shared.engine.watch(&engine);
+    run_engine_command(shared, &engine, name, args)
 }
 
 fn run_engine_command(shared: &Shared, engine: &Engine, name: &str, args: Args) -> Reply {

@@ -51,11 +51,8 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 
 pub(super) fn render(shared: &Shared) -> String {
     let c = &shared.counters;
-    let stats = shared
-        .engine
-        .get()
-        .map(|engine| engine.stats())
-        .unwrap_or_default();
+    // While the engine is being reopened its figures are left out, not shown as zero.
+    let stats = shared.engine.get().ok().map(|engine| engine.stats());
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = write!(
@@ -124,29 +121,31 @@ pub(super) fn render(shared: &Shared) -> String {
         "Reopens of the engine after a storage fault.",
         shared.engine.reopens(),
     );
-    metric(
-        "prefilter_fingerprints",
-        "gauge",
-        "Distinct serial fingerprints in the prefilter.",
-        stats.prefilter_fingerprints as u64,
-    );
-    metric(
-        "prefilter_bytes",
-        "gauge",
-        "Memory held by the prefilter.",
-        stats.prefilter_bytes as u64,
-    );
-    metric(
-        "sst_files_bytes",
-        "gauge",
-        "Bytes of SST files on disk.",
-        stats.store.sst_files_bytes,
-    );
-    metric(
-        "level0_files",
-        "gauge",
-        "SST files in level 0.",
-        stats.store.level0_files,
-    );
+    if let Some(stats) = stats {
+        metric(
+            "prefilter_fingerprints",
+            "gauge",
+            "Distinct serial fingerprints in the prefilter.",
+            stats.prefilter_fingerprints as u64,
+        );
+        metric(
+            "prefilter_bytes",
+            "gauge",
+            "Memory held by the prefilter.",
+            stats.prefilter_bytes as u64,
+        );
+        metric(
+            "sst_files_bytes",
+            "gauge",
+            "Bytes of SST files on disk.",
+            stats.store.sst_files_bytes,
+        );
+        metric(
+            "level0_files",
+            "gauge",
+            "SST files in level 0.",
+            stats.store.level0_files,
+        );
+    }
     out
 }

@@ -135,3 +135,9 @@ pub fn probe_writable(dir: &std::path::Path) -> std::io::Result<()> {
     removed?;
     std::fs::File::open(dir)?.sync_all()
 }
+
+/// Bytes free for an unprivileged writer on the file system holding `path`.
+pub fn available_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(path)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
