@@ -27,20 +27,21 @@ fn open(dir: &Path, ingest: bool) -> Result<Engine, EngineError> {
     open_with(dir, ingest, EngineConfig::default().prefilter_snapshot_min)
 }
 
-fn open_with(dir: &Path, ingest: bool, snapshot_min: usize) -> Result<Engine, EngineError> {
-    Engine::open(
-        dir,
-        EngineConfig {
-            rocks: RocksConfig {
-                ingest_min_entries: if ingest { 1 } else { usize::MAX },
-                block_cache_bytes: 8 << 20,
-                write_buffer_bytes: 4 << 20,
-                durable: true,
-            },
-            prefilter_snapshot_min: snapshot_min,
-            ..EngineConfig::default()
+fn config(ingest: bool, snapshot_min: usize) -> EngineConfig {
+    EngineConfig {
+        rocks: RocksConfig {
+            ingest_min_entries: if ingest { 1 } else { usize::MAX },
+            block_cache_bytes: 8 << 20,
+            write_buffer_bytes: 4 << 20,
+            durable: true,
         },
-    )
+        prefilter_snapshot_min: snapshot_min,
+        ..EngineConfig::default()
+    }
+}
+
+fn open_with(dir: &Path, ingest: bool, snapshot_min: usize) -> Result<Engine, EngineError> {
+    Engine::open(dir, config(ingest, snapshot_min))
 }
 
 fn setup(dir: &Path, ingest: bool) -> Engine {
@@ -237,4 +238,109 @@ fn open_and_prefilter_load_failpoints_fail_the_open_cleanly() {
             scenario.teardown();
         }
     }
+}
+
+/// A RESP client for the in-process server: one request, one reply, as text.
+struct Client(std::io::BufReader<std::net::TcpStream>);
+
+impl Client {
+    fn command(&mut self, args: &[&str]) -> String {
+        use std::io::{BufRead, Read, Write};
+        let mut frame = format!("*{}\r\n", args.len());
+        for a in args {
+            frame.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.0.get_mut().write_all(frame.as_bytes()).unwrap();
+        let mut line = String::new();
+        self.0.read_line(&mut line).unwrap();
+        let line = line.trim_end().to_string();
+        match line.strip_prefix('$') {
+            Some(len) => {
+                let mut body = vec![0u8; len.parse::<usize>().unwrap() + 2];
+                self.0.read_exact(&mut body).unwrap();
+                String::from_utf8_lossy(&body[..body.len() - 2]).into_owned()
+            }
+            None => line,
+        }
+    }
+}
+
+/// Through the server: a write that panics fails the engine, and the server reopens it by
+/// itself (the panic must wake the reopener: no other request arrives to do it), after
+/// which the GRN hit is whole or absent and writes are taken again, with no restart.
+#[test]
+fn the_server_reopens_an_engine_a_panicking_write_failed() {
+    use serialgate::server::{serve, Reopen, ServerConfig};
+
+    let scenario = FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = setup_with(dir.path(), false, 0);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = ServerConfig {
+        reopen: Some(Reopen {
+            dir: dir.path().to_path_buf(),
+            config: config(false, 0),
+        }),
+        ..ServerConfig::default()
+    };
+    let server = runtime.spawn(serve(listener, None, engine, config, async {
+        let _ = stopped.await;
+    }));
+    let mut client = Client(std::io::BufReader::new(
+        std::net::TcpStream::connect(addr).unwrap(),
+    ));
+    let body = |id: &str, values: &[String]| serde_json::to_string(&grn(id, values)).unwrap();
+    let (a, b, c) = (serials("A"), serials("B"), serials("C"));
+    assert!(client
+        .command(&["GRN.COMMIT", ACCOUNT, &body("G-A", &a)])
+        .contains("\"committed\""));
+
+    fail::cfg("store::write::after", "1*panic").unwrap();
+    let reply = client.command(&["GRN.COMMIT", ACCOUNT, &body("G-B", &b)]);
+    fail::remove("store::write::after");
+    assert!(
+        reply.starts_with("-ERR command failed inside the server"),
+        "{reply}"
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let info = client.command(&["INFO"]);
+        if info.contains("engine_reopens:1") {
+            assert!(info.contains("engine_state:serving"), "{info}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reopened: {info}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // B whole or absent: sending it again commits it or answers the replay.
+    let again = client.command(&["GRN.COMMIT", ACCOUNT, &body("G-B", &b)]);
+    assert!(again.contains("\"committed\""), "{again}");
+    let c_reply = client.command(&["GRN.COMMIT", ACCOUNT, &body("G-C", &c)]);
+    assert!(c_reply.contains("\"committed\""), "{c_reply}");
+    let duplicate = client.command(&["GRN.COMMIT", ACCOUNT, &body("G-A2", &a)]);
+    assert!(duplicate.contains("\"rejected\""), "{duplicate}");
+
+    drop(client);
+    let _ = stop.send(());
+    runtime.block_on(server).unwrap().unwrap();
+    drop(runtime);
+    let engine = open_with(dir.path(), false, 0).unwrap();
+    for (id, values) in [("G-A", &a), ("G-B", &b), ("G-C", &c)] {
+        assert_eq!(present(&engine, id, values), values.len(), "{id}");
+    }
+    assert!(engine.verify_account(ACCOUNT).unwrap().is_empty());
+    scenario.teardown();
 }
