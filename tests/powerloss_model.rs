@@ -16,8 +16,8 @@ use serialgate::outcome::{GrnReply, OrderReply};
 use serialgate::powerloss::{cut_to_synced, Dropped};
 
 use crate::reference_model::{
-    expected, grn_answer, order_answer, request, step, Answer, Model, Request, Step, Unit, POOL,
-    UNIVERSE,
+    expected, grn_answer, order_answer, po_answer, request, step, Answer, Model, Request, Step,
+    Unit, POOL, TYPE1, UNIVERSE,
 };
 use crate::server::{Raw, Server};
 
@@ -129,6 +129,9 @@ impl Node {
                 .command(&["PO.CREATE", account, po])
                 .contains("created"));
         }
+        let created = node.command(&["ACCOUNT.CREATE", TYPE1, "USN", "1"]);
+        assert!(created.contains("created"), "{created}");
+        assert_eq!(node.command(&["SKU.SET", TYPE1, "SERIALIZED", "S1"]), ":1");
         node
     }
 
@@ -160,7 +163,11 @@ impl Node {
     /// What the server holds of every serial the model knows.
     fn read(&mut self, model: &Model) -> Vec<Option<Unit>> {
         let mut units = Vec::new();
-        for (account, serials) in [("acme", model.universe()), (POOL, model.pool())] {
+        for (account, serials) in [
+            ("acme", model.universe()),
+            (POOL, model.pool()),
+            (TYPE1, model.type1_universe()),
+        ] {
             for (serial, _) in serials {
                 let reply = self.command(&["SERIAL.GET", account, &serial]);
                 units.push((reply != "(nil)").then(|| unit(&reply)));
@@ -190,6 +197,18 @@ impl Node {
                 "acme",
                 &serde_json::to_string(&payload).unwrap(),
             ]))),
+            Request::Po(payload) => {
+                let body = serde_json::to_string(&payload).unwrap();
+                let reply = self.command(&["PO.CREATE", TYPE1, &body]);
+                let answer = if reply.starts_with("-UNKNOWN_PO") {
+                    Answer::Refused
+                } else {
+                    let parsed = serde_json::from_str(&reply)
+                        .unwrap_or_else(|e| panic!("PO reply {reply}: {e}"));
+                    po_answer(&Ok(parsed))
+                };
+                Sent::Answer(answer)
+            }
             Request::Generate(count, sku) => {
                 let count = count.to_string();
                 let mut args = vec!["SERIALS.GENERATE", POOL, "COUNT", &count];
@@ -230,9 +249,13 @@ fn unit(reply: &str) -> Unit {
     }
 }
 
-/// What a GRN's wire reply comes to; only `GRN_EXISTS` is an expected error.
+/// What a GRN's wire reply comes to; a clash of GRN id, a cancelled or an unknown PO are
+/// the expected errors.
 fn wire_grn_answer(reply: &str) -> Answer {
-    if reply.starts_with("-GRN_EXISTS") {
+    if ["-GRN_EXISTS", "-PO_CANCELLED", "-UNKNOWN_PO"]
+        .iter()
+        .any(|code| reply.starts_with(code))
+    {
         return Answer::Refused;
     }
     let parsed: GrnReply =
@@ -262,6 +285,7 @@ fn held(model: &Model) -> Vec<Option<Unit>> {
         .universe()
         .into_iter()
         .chain(model.pool())
+        .chain(model.type1_universe())
         .map(|(_, unit)| unit)
         .collect()
 }

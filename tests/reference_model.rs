@@ -3,10 +3,12 @@
 //! - type 2 (`acme`): GRNs, outwards and returns over a universe of 24 serials, so
 //!   requests collide;
 //! - type 5 (`pool`): serials generated into the pool (some bound to a SKU at generation),
-//!   and GRNs picking among them, with now and then a serial never generated.
+//!   and GRNs picking among them, with now and then a serial never generated;
+//! - type 1 (`t1`): POs listing serials of a universe of 16 (created and cancelled), and
+//!   GRNs against them.
 //!
-//! The model is a plain map from serial to (state, SKU, GRN, order, condition) with the
-//! contract's rules written the obvious way. After every step the engine's answer
+//! The model is a plain map from serial to (state, SKU, GRN, order, condition), plus each
+//! type 1 serial's PO, with the contract's rules written the obvious way. After every step the engine's answer
 //! (committed, replayed, rejected, refused) must match the model's; every serial of the
 //! universe and every serial ever generated must read back exactly as the model holds it;
 //! and a generated serial must be new to the model (never reissued). Reopens are
@@ -20,7 +22,7 @@ use proptest::prelude::*;
 
 use serialgate::domain::{Condition, SerialState, SkuKind, UsnType};
 use serialgate::engine::{GrnPayload, OrderPayload, PoItem, PoPayload};
-use serialgate::outcome::{GrnReply, OrderReply};
+use serialgate::outcome::{GrnReply, OrderReply, PoReply};
 use serialgate::{AccountOptions, Engine};
 
 use crate::util::*;
@@ -31,6 +33,9 @@ pub const POOL: &str = "pool";
 const POOL_SKUS: [&str; 2] = ["S1", "S2"];
 /// A pool serial the engine never generates (its generator prefix is `P5`).
 const NEVER_GENERATED: &str = "Q5000000000001";
+/// The type 1 account and its universe of serials.
+pub const TYPE1: &str = "t1";
+pub const TYPE1_UNIVERSE: u8 = 16;
 
 #[derive(Debug, Clone)]
 pub enum Step {
@@ -60,6 +65,20 @@ pub enum Step {
         picks: Vec<u8>,
         stranger: bool,
     },
+    /// A type 1 PO, the next of `PO-T<n>`: one S1 line listing these serials.
+    Type1Po {
+        serials: Vec<u8>,
+    },
+    /// Cancels the type 1 PO `pick` indexes (modulo how many there are).
+    Type1Cancel {
+        pick: u8,
+    },
+    /// A type 1 GRN on the PO `pick` indexes, carrying these serials.
+    Type1Grn {
+        id: u8,
+        pick: u8,
+        serials: Vec<u8>,
+    },
     Reopen,
 }
 
@@ -78,6 +97,11 @@ pub fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(count, sku)| Step::Generate { count, sku }),
         3 => (0u8..6, 0u8..2, proptest::collection::vec(any::<u8>(), 1..4), proptest::bool::weighted(0.15))
             .prop_map(|(id, sku, picks, stranger)| Step::PoolGrn { id, sku, picks, stranger }),
+        2 => proptest::collection::vec(0..TYPE1_UNIVERSE, 1..4)
+            .prop_map(|serials| Step::Type1Po { serials }),
+        1 => any::<u8>().prop_map(|pick| Step::Type1Cancel { pick }),
+        3 => (0u8..6, any::<u8>(), proptest::collection::vec(0..TYPE1_UNIVERSE, 1..4))
+            .prop_map(|(id, pick, serials)| Step::Type1Grn { id, pick, serials }),
         1 => Just(Step::Reopen),
     ]
 }
@@ -100,6 +124,12 @@ pub struct Model {
     pool: Vec<String>,
     pool_units: HashMap<String, Unit>,
     pool_grns: HashMap<String, (String, Vec<String>)>,
+    /// The type 1 account: its POs in order (serials listed, cancelled), its units, each
+    /// unit's PO, and its GRNs.
+    t1_pos: Vec<(Vec<String>, bool)>,
+    t1_units: HashMap<String, Unit>,
+    t1_po_of: HashMap<String, usize>,
+    t1_grns: HashMap<String, (String, Vec<String>)>,
 }
 
 /// What a request should come to.
@@ -115,19 +145,23 @@ pub fn name(serial: u8) -> String {
     format!("RM-{serial:02}")
 }
 
+pub fn type1_name(serial: u8) -> String {
+    format!("T1-{serial:02}")
+}
+
 /// A GRN by the contract's rules, on `units` and `grns` (of one account): the same id with
-/// the same SKU and serials replays, with others is refused; a serial repeated or not `receivable`
-/// rejects it; else every serial is inwarded by it.
+/// the same body (`tag`: its PO and SKU; and serials) replays, with another is refused; a
+/// serial repeated or not `receivable` rejects it; else every serial is inwarded by it.
 fn receive(
     units: &mut HashMap<String, Unit>,
     grns: &mut HashMap<String, (String, Vec<String>)>,
-    id: &str,
+    (id, tag): (&str, &str),
     sku: &str,
     serials: &[String],
-    receivable: impl Fn(Option<&Unit>) -> bool,
+    receivable: impl Fn(&str, Option<&Unit>) -> bool,
 ) -> Answer {
-    if let Some((sent_sku, sent)) = grns.get(id) {
-        return if sent_sku == sku && sent == serials {
+    if let Some((sent_tag, sent)) = grns.get(id) {
+        return if sent_tag == tag && sent == serials {
             Answer::Replayed
         } else {
             Answer::Refused // GRN_EXISTS
@@ -135,7 +169,7 @@ fn receive(
     }
     let mut seen = std::collections::HashSet::new();
     let duplicate = serials.iter().any(|s| !seen.insert(s));
-    if duplicate || !serials.iter().all(|s| receivable(units.get(s))) {
+    if duplicate || !serials.iter().all(|s| receivable(s, units.get(s))) {
         return Answer::Rejected;
     }
     for s in serials {
@@ -150,16 +184,21 @@ fn receive(
             },
         );
     }
-    grns.insert(id.into(), (sku.into(), serials.to_vec()));
+    grns.insert(id.into(), (tag.into(), serials.to_vec()));
     Answer::Done
 }
 
 impl Model {
     pub fn grn(&mut self, id: &str, serials: &[String]) -> Answer {
         // Type 2: a serial must be new to the account.
-        receive(&mut self.units, &mut self.grns, id, "S1", serials, |unit| {
-            unit.is_none()
-        })
+        receive(
+            &mut self.units,
+            &mut self.grns,
+            (id, "PO-M/S1"),
+            "S1",
+            serials,
+            |_, unit| unit.is_none(),
+        )
     }
 
     /// Type 5: a serial must be generated, not yet received, and bound to no other SKU.
@@ -167,10 +206,10 @@ impl Model {
         receive(
             &mut self.pool_units,
             &mut self.pool_grns,
-            id,
+            (id, &format!("PO-P/{sku}")),
             sku,
             serials,
-            |unit| {
+            |_, unit| {
                 unit.is_some_and(|u| {
                     u.state == SerialState::Generated && u.sku.as_deref().is_none_or(|b| b == sku)
                 })
@@ -197,6 +236,94 @@ impl Model {
             );
             self.pool.push(s.clone());
         }
+    }
+
+    fn t1_po_name(index: usize) -> String {
+        format!("PO-T{index}")
+    }
+
+    /// Type 1 PO: every serial listed once, none known to the account unless cancelled.
+    pub fn type1_po(&mut self, serials: &[String]) -> Answer {
+        let mut seen = std::collections::HashSet::new();
+        let duplicate = serials.iter().any(|s| !seen.insert(s));
+        let taken = serials.iter().any(|s| {
+            self.t1_units
+                .get(s)
+                .is_some_and(|u| u.state != SerialState::Cancelled)
+        });
+        if duplicate || taken {
+            return Answer::Rejected;
+        }
+        let index = self.t1_pos.len();
+        self.t1_pos.push((serials.to_vec(), false));
+        for s in serials {
+            self.t1_units.insert(
+                s.clone(),
+                Unit {
+                    state: SerialState::Expected,
+                    sku: Some("S1".into()),
+                    grn: String::new(),
+                    order: None,
+                    condition: Condition::Good,
+                },
+            );
+            self.t1_po_of.insert(s.clone(), index);
+        }
+        Answer::Done
+    }
+
+    /// The type 1 PO a pick names, if there is one.
+    pub fn type1_pick(&self, pick: u8) -> Option<usize> {
+        (!self.t1_pos.is_empty()).then(|| pick as usize % self.t1_pos.len())
+    }
+
+    /// Cancelling a PO cancels its serials not received; again, it changes nothing.
+    pub fn type1_cancel(&mut self, index: usize) -> Answer {
+        self.t1_pos[index].1 = true;
+        let mut changed = 0;
+        for s in &self.t1_pos[index].0 {
+            let unit = self.t1_units.get_mut(s).expect("listed");
+            if unit.state == SerialState::Expected && self.t1_po_of.get(s) == Some(&index) {
+                unit.state = SerialState::Cancelled;
+                changed += 1;
+            }
+        }
+        if changed == 0 {
+            Answer::Replayed
+        } else {
+            Answer::Done
+        }
+    }
+
+    /// Type 1 GRN: a replay or a clash of id first, then a cancelled PO is refused; every
+    /// serial must be expected on this PO.
+    pub fn type1_grn(&mut self, id: &str, index: usize, serials: &[String]) -> Answer {
+        let tag = format!("{}/S1", Self::t1_po_name(index));
+        if self.t1_grns.contains_key(id) {
+            return receive(
+                &mut self.t1_units,
+                &mut self.t1_grns,
+                (id, &tag),
+                "S1",
+                serials,
+                |_, _| false,
+            );
+        }
+        if self.t1_pos[index].1 {
+            return Answer::Refused; // PO_CANCELLED
+        }
+        let po_of = &self.t1_po_of;
+        receive(
+            &mut self.t1_units,
+            &mut self.t1_grns,
+            (id, &tag),
+            "S1",
+            serials,
+            |s, unit| {
+                unit.is_some_and(|u| u.state == SerialState::Expected)
+                    && po_of.get(s) == Some(&index)
+            },
+        )
     }
 
     pub fn outward(&mut self, order: &str, serials: &[String]) -> Answer {
@@ -263,6 +390,13 @@ impl Model {
             .collect()
     }
 
+    /// The type 1 universe's serials and the model's view of each, in order.
+    pub fn type1_universe(&self) -> Vec<(String, Option<Unit>)> {
+        (0..TYPE1_UNIVERSE)
+            .map(|s| (type1_name(s), self.t1_units.get(&type1_name(s)).cloned()))
+            .collect()
+    }
+
     /// The serials a `Step::PoolGrn` carries, picked in the pool as it is now.
     pub fn pool_serials(&self, picks: &[u8], stranger: bool) -> Vec<String> {
         let mut serials: Vec<String> = if self.pool.is_empty() {
@@ -286,7 +420,9 @@ pub fn grn_answer(reply: &Result<GrnReply, serialgate::EngineError>) -> Answer {
         Ok(GrnReply::Committed { .. }) => Answer::Done,
         Ok(GrnReply::Rejected { .. }) => Answer::Rejected,
         Ok(GrnReply::Valid { .. }) => unreachable!("no checks here"),
-        Err(e) if e.code() == "GRN_EXISTS" => Answer::Refused,
+        Err(e) if matches!(e.code(), "GRN_EXISTS" | "PO_CANCELLED" | "UNKNOWN_PO") => {
+            Answer::Refused
+        }
         Err(e) => panic!("unexpected error: {e}"),
     }
 }
@@ -301,6 +437,17 @@ pub fn order_answer(reply: &Result<OrderReply, serialgate::EngineError>) -> Answ
     }
 }
 
+pub fn po_answer(reply: &Result<PoReply, serialgate::EngineError>) -> Answer {
+    match reply {
+        Ok(PoReply::Created { .. }) => Answer::Done,
+        Ok(PoReply::Cancelled { cancelled: 0, .. }) => Answer::Replayed,
+        Ok(PoReply::Cancelled { .. }) => Answer::Done,
+        Ok(PoReply::Rejected { .. }) => Answer::Rejected,
+        Err(e) if e.code() == "UNKNOWN_PO" => Answer::Refused,
+        other => panic!("unexpected PO answer: {other:?}"),
+    }
+}
+
 /// A request a step makes, the same for every driver.
 pub enum Request {
     /// `GRN.COMMIT <account> <payload>`.
@@ -309,6 +456,28 @@ pub enum Request {
     Return(OrderPayload),
     /// `SERIALS.GENERATE pool COUNT <n> [SKU <sku>]`.
     Generate(u64, Option<&'static str>),
+    /// `PO.CREATE t1 <payload>` (a cancellation too).
+    Po(PoPayload),
+}
+
+/// A type 1 PO: one S1 line listing `serials` (none, to cancel it).
+fn type1_po_payload(reference: String, serials: &[String], cancel: bool) -> PoPayload {
+    PoPayload {
+        vendor_id: "V1".into(),
+        reference_code: reference,
+        create_or_update: "I".into(),
+        is_cancel: cancel.then_some(1),
+        items: if cancel {
+            Vec::new()
+        } else {
+            vec![PoItem {
+                line_item_number: "1".into(),
+                sku: "S1".into(),
+                quantity: serials.len() as u64,
+                serials: Some(crate::util::serials(serials)),
+            }]
+        },
+    }
 }
 
 /// What `step` sends, given the model as it is before it.
@@ -355,8 +524,31 @@ pub fn request(model: &Model, step: &Step) -> Request {
                 )],
             ),
         ),
+        Step::Type1Po { serials } => Request::Po(type1_po_payload(
+            Model::t1_po_name(model.t1_pos.len()),
+            &type1_names(serials),
+            false,
+        )),
+        Step::Type1Cancel { pick } => Request::Po(type1_po_payload(
+            // With no PO yet, a cancel of one never created.
+            Model::t1_po_name(model.type1_pick(*pick).unwrap_or(usize::MAX)),
+            &[],
+            true,
+        )),
+        Step::Type1Grn { id, pick, serials } => Request::Grn(
+            TYPE1,
+            grn(
+                &format!("T-{id}"),
+                &Model::t1_po_name(model.type1_pick(*pick).unwrap_or(usize::MAX)),
+                vec![item("S1", crate::util::serials(&type1_names(serials)))],
+            ),
+        ),
         Step::Reopen => unreachable!("a reopen is the driver's"),
     }
+}
+
+fn type1_names(serials: &[u8]) -> Vec<String> {
+    serials.iter().map(|&s| type1_name(s)).collect()
 }
 
 /// Applies `step` (not a reopen, nor a generation: see [`Model::generated`]) to the model
@@ -380,12 +572,21 @@ pub fn expected(model: &mut Model, step: &Step) -> Answer {
             let serials = model.pool_serials(picks, *stranger);
             model.pool_grn(&format!("P-{id}"), POOL_SKUS[*sku as usize], &serials)
         }
+        Step::Type1Po { serials } => model.type1_po(&type1_names(serials)),
+        Step::Type1Cancel { pick } => match model.type1_pick(*pick) {
+            Some(index) => model.type1_cancel(index),
+            None => Answer::Refused, // UNKNOWN_PO
+        },
+        Step::Type1Grn { id, pick, serials } => match model.type1_pick(*pick) {
+            Some(index) => model.type1_grn(&format!("T-{id}"), index, &type1_names(serials)),
+            None => Answer::Refused, // UNKNOWN_PO
+        },
         Step::Generate { .. } | Step::Reopen => unreachable!("the driver's"),
     }
 }
 
-/// Sets up both accounts on a fresh engine: type 2 `acme` with PO-M, type 5 `pool` with
-/// PO-P (every line large enough never to limit a GRN).
+/// Sets up the accounts on a fresh engine: type 2 `acme` with PO-M, type 5 `pool` with
+/// PO-P (every line large enough never to limit a GRN), type 1 `t1` with no PO.
 fn setup(engine: &Engine) {
     setup_type2(engine);
     po(engine, "PO-M", &[("S1", 1_000_000)]);
@@ -413,10 +614,19 @@ fn setup(engine: &Engine) {
             .collect(),
     };
     engine.create_po(POOL, payload).unwrap();
+    let options = AccountOptions::new(UsnType::SellerOnPo);
+    assert!(engine.create_account(TYPE1, options).unwrap());
+    engine
+        .set_skus(TYPE1, SkuKind::Serialized, &["S1".into()])
+        .unwrap();
 }
 
 fn check(engine: &Engine, model: &Model, at: usize) {
-    for (account, expected) in [(ACCOUNT, model.universe()), (POOL, model.pool())] {
+    for (account, expected) in [
+        (ACCOUNT, model.universe()),
+        (POOL, model.pool()),
+        (TYPE1, model.type1_universe()),
+    ] {
         let keys: Vec<&[u8]> = expected.iter().map(|(s, _)| s.as_bytes()).collect();
         let views = engine.serials(account, &keys).unwrap();
         for ((serial, expected), view) in expected.iter().zip(views) {
@@ -453,6 +663,7 @@ fn run(steps: &[Step]) -> Vec<Answer> {
             }
             Request::Outward(payload) => order_answer(&engine.outward(ACCOUNT, &payload)),
             Request::Return(payload) => order_answer(&engine.return_units(ACCOUNT, &payload)),
+            Request::Po(payload) => po_answer(&engine.create_po(TYPE1, payload)),
             Request::Generate(count, sku) => {
                 let reply = engine.generate_pool(POOL, count, sku).unwrap();
                 let serials = strings(&reply.serials);
@@ -513,4 +724,46 @@ proptest! {
     fn engine_matches_the_reference_model(steps in proptest::collection::vec(step(), 1..40)) {
         run(&steps);
     }
+}
+
+/// Type 1 rules, spelled out: a PO lists serials unknown or cancelled; a GRN takes only
+/// serials expected on its PO, once; a cancelled PO frees what it had not received and
+/// takes no GRN.
+#[test]
+fn type1_rules_match_by_hand() {
+    let po = |serials: &[u8]| Step::Type1Po {
+        serials: serials.to_vec(),
+    };
+    let grn = |id: u8, pick: u8, serials: &[u8]| Step::Type1Grn {
+        id,
+        pick,
+        serials: serials.to_vec(),
+    };
+    let steps = [
+        grn(0, 0, &[0]),    // no PO yet
+        po(&[0, 1, 2]),     // PO-T0
+        po(&[2, 3]),        // 2 is expected on PO-T0
+        po(&[3, 3]),        // listed twice
+        po(&[3, 4]),        // PO-T1
+        grn(0, 0, &[0, 3]), // 3 is on PO-T1
+        grn(0, 0, &[0, 1]),
+        grn(0, 0, &[0, 1]), // replay
+        grn(0, 1, &[3]),    // same id, other body
+        grn(1, 0, &[0]),    // received already
+        Step::Type1Cancel { pick: 0 },
+        Step::Type1Cancel { pick: 0 },
+        grn(2, 0, &[2]), // PO-T0 cancelled
+        Step::Reopen,
+        po(&[2, 0]), // 0 was received
+        po(&[2, 5]), // PO-T2: 2 was cancelled, free again
+        grn(2, 2, &[2]),
+    ];
+    use Answer::*;
+    assert_eq!(
+        run(&steps),
+        [
+            Refused, Done, Rejected, Rejected, Done, Rejected, Done, Replayed, Refused, Rejected,
+            Done, Replayed, Refused, Rejected, Done, Done
+        ]
+    );
 }
