@@ -16,8 +16,8 @@ use serialgate::outcome::{GrnReply, OrderReply};
 use serialgate::powerloss::{cut_to_synced, Dropped};
 
 use crate::reference_model::{
-    expected, grn_answer, order_answer, po_answer, request, step, Answer, Model, Request, Step,
-    Unit, POOL, TYPE1, UNIVERSE,
+    expected, generation_error_answer, grn_answer, order_answer, po_answer, request, settle, step,
+    Answer, Model, Request, Step, Unit, POOL, TYPE1, TYPE3, UNIVERSE,
 };
 use crate::server::{Raw, Server};
 
@@ -129,9 +129,26 @@ impl Node {
                 .command(&["PO.CREATE", account, po])
                 .contains("created"));
         }
-        let created = node.command(&["ACCOUNT.CREATE", TYPE1, "USN", "1"]);
-        assert!(created.contains("created"), "{created}");
-        assert_eq!(node.command(&["SKU.SET", TYPE1, "SERIALIZED", "S1"]), ":1");
+        for create in [
+            &["ACCOUNT.CREATE", TYPE1, "USN", "1"][..],
+            &[
+                "ACCOUNT.CREATE",
+                TYPE3,
+                "USN",
+                "3",
+                "PREFIX",
+                "G3",
+                "TOLERANCE_PCT",
+                "50",
+            ][..],
+        ] {
+            let created = node.command(create);
+            assert!(created.contains("created"), "{created}");
+            assert_eq!(
+                node.command(&["SKU.SET", create[1], "SERIALIZED", "S1"]),
+                ":1"
+            );
+        }
         node
     }
 
@@ -167,6 +184,7 @@ impl Node {
             ("acme", model.universe()),
             (POOL, model.pool()),
             (TYPE1, model.type1_universe()),
+            (TYPE3, model.type3_generated_view()),
         ] {
             for (serial, _) in serials {
                 let reply = self.command(&["SERIAL.GET", account, &serial]);
@@ -197,9 +215,9 @@ impl Node {
                 "acme",
                 &serde_json::to_string(&payload).unwrap(),
             ]))),
-            Request::Po(payload) => {
+            Request::Po(account, payload) => {
                 let body = serde_json::to_string(&payload).unwrap();
-                let reply = self.command(&["PO.CREATE", TYPE1, &body]);
+                let reply = self.command(&["PO.CREATE", account, &body]);
                 let answer = if reply.starts_with("-UNKNOWN_PO") {
                     Answer::Refused
                 } else {
@@ -215,19 +233,41 @@ impl Node {
                 if let Some(sku) = sku {
                     args.extend(["SKU", sku]);
                 }
-                let reply = self.command(&args);
-                let v: Value = serde_json::from_str(&reply)
-                    .unwrap_or_else(|e| panic!("SERIALS.GENERATE {reply}: {e}"));
-                Sent::Generated(
-                    v["serials"]
-                        .as_array()
-                        .expect("serials")
-                        .iter()
-                        .map(|s| s.as_str().expect("a serial").to_string())
-                        .collect(),
-                )
+                Self::generated(&self.command(&args))
+            }
+            Request::GenerateForPo(po, count) => {
+                let count = count.to_string();
+                let args = [
+                    "SERIALS.GENERATE",
+                    TYPE3,
+                    "PO",
+                    &po,
+                    "SKU",
+                    "S1",
+                    "COUNT",
+                    &count,
+                ];
+                Self::generated(&self.command(&args))
             }
         }
+    }
+
+    /// A `SERIALS.GENERATE` reply: the serials drawn, or what its error comes to.
+    fn generated(reply: &str) -> Sent {
+        if let Some(error) = reply.strip_prefix('-') {
+            let code = error.split(' ').next().unwrap_or_default();
+            return Sent::Answer(generation_error_answer(code));
+        }
+        let v: Value =
+            serde_json::from_str(reply).unwrap_or_else(|e| panic!("SERIALS.GENERATE {reply}: {e}"));
+        Sent::Generated(
+            v["serials"]
+                .as_array()
+                .expect("serials")
+                .iter()
+                .map(|s| s.as_str().expect("a serial").to_string())
+                .collect(),
+        )
     }
 }
 
@@ -286,6 +326,7 @@ fn held(model: &Model) -> Vec<Option<Unit>> {
         .into_iter()
         .chain(model.pool())
         .chain(model.type1_universe())
+        .chain(model.type3_generated_view())
         .map(|(_, unit)| unit)
         .collect()
 }
@@ -297,21 +338,11 @@ fn run(ops: &[Op]) -> Tally {
         match op {
             Op::Step(Step::Reopen) => node.stop_and_start(),
             Op::Step(step) => {
-                let request = request(&model, step);
-                let drawn = match &request {
-                    Request::Generate(count, sku) => Some((*count, *sku)),
-                    _ => None,
+                let (answer, drawn) = match node.send(request(&model, step)) {
+                    Sent::Answer(answer) => (answer, Vec::new()),
+                    Sent::Generated(serials) => (Answer::Done, serials),
                 };
-                match (node.send(request), drawn) {
-                    (Sent::Answer(answer), _) => {
-                        assert_eq!(answer, expected(&mut model, step), "op {at}: {op:?}")
-                    }
-                    (Sent::Generated(serials), Some((count, sku))) => {
-                        assert_eq!(serials.len() as u64, count, "op {at}: {op:?}");
-                        model.generated(&serials, sku);
-                    }
-                    (Sent::Generated(_), None) => unreachable!("only a generation draws"),
-                }
+                settle(&mut model, step, answer, &drawn, &format!("op {at}"));
             }
             Op::Crash => node.crash(),
             Op::CrashDuringGrn {

@@ -1,17 +1,20 @@
-//! A state-machine test against a reference model, on two accounts in one engine:
+//! A state-machine test against a reference model, on four accounts in one engine:
 //!
 //! - type 2 (`acme`): GRNs, outwards and returns over a universe of 24 serials, so
 //!   requests collide;
 //! - type 5 (`pool`): serials generated into the pool (some bound to a SKU at generation),
 //!   and GRNs picking among them, with now and then a serial never generated;
 //! - type 1 (`t1`): POs listing serials of a universe of 16 (created and cancelled), and
-//!   GRNs against them.
+//!   GRNs against them;
+//! - type 3 (`t3`, 50 % PO tolerance): POs, serials generated for their lines up to
+//!   ordered + tolerance, and GRNs picking among every PO's generated serials.
 //!
 //! The model is a plain map from serial to (state, SKU, GRN, order, condition), plus each
-//! type 1 serial's PO, with the contract's rules written the obvious way. After every step the engine's answer
-//! (committed, replayed, rejected, refused) must match the model's; every serial of the
-//! universe and every serial ever generated must read back exactly as the model holds it;
-//! and a generated serial must be new to the model (never reissued). Reopens are
+//! type 1 and type 3 serial's PO, with the contract's rules written the obvious way. After
+//! every step the engine's answer (committed, replayed, rejected, refused) must match the
+//! model's; every serial of the universes and every serial ever generated must read back
+//! exactly as the model holds it; and a generated serial must be new to the model (never
+//! reissued). Reopens are
 //! interleaved; every acknowledged write is synced, so the model keeps everything across
 //! them. `tests/powerloss_model.rs` drives the same model over the real server, with
 //! crashes that drop everything not synced.
@@ -36,6 +39,11 @@ const NEVER_GENERATED: &str = "Q5000000000001";
 /// The type 1 account and its universe of serials.
 pub const TYPE1: &str = "t1";
 pub const TYPE1_UNIVERSE: u8 = 16;
+/// The type 3 account, its PO tolerance and a serial it never generates (its prefix is
+/// `G3`).
+pub const TYPE3: &str = "t3";
+pub const TYPE3_TOLERANCE_PCT: u64 = 50;
+const TYPE3_NEVER_GENERATED: &str = "Z3000000000001";
 
 #[derive(Debug, Clone)]
 pub enum Step {
@@ -79,6 +87,23 @@ pub enum Step {
         pick: u8,
         serials: Vec<u8>,
     },
+    /// A type 3 PO, the next of `PO-G<n>`: one S1 line of this quantity.
+    Type3Po {
+        quantity: u8,
+    },
+    /// Serials generated for the type 3 PO `pick` indexes.
+    Type3Generate {
+        pick: u8,
+        count: u8,
+    },
+    /// A type 3 GRN on the PO `pick` indexes, carrying the generated serials `picks` index
+    /// (among every PO's), and one never generated if `stranger`.
+    Type3Grn {
+        id: u8,
+        pick: u8,
+        picks: Vec<u8>,
+        stranger: bool,
+    },
     Reopen,
 }
 
@@ -102,6 +127,10 @@ pub fn step() -> impl Strategy<Value = Step> {
         1 => any::<u8>().prop_map(|pick| Step::Type1Cancel { pick }),
         3 => (0u8..6, any::<u8>(), proptest::collection::vec(0..TYPE1_UNIVERSE, 1..4))
             .prop_map(|(id, pick, serials)| Step::Type1Grn { id, pick, serials }),
+        1 => (1u8..5).prop_map(|quantity| Step::Type3Po { quantity }),
+        2 => (any::<u8>(), 1u8..4).prop_map(|(pick, count)| Step::Type3Generate { pick, count }),
+        3 => (0u8..6, any::<u8>(), proptest::collection::vec(any::<u8>(), 1..4), proptest::bool::weighted(0.15))
+            .prop_map(|(id, pick, picks, stranger)| Step::Type3Grn { id, pick, picks, stranger }),
         1 => Just(Step::Reopen),
     ]
 }
@@ -130,10 +159,17 @@ pub struct Model {
     t1_units: HashMap<String, Unit>,
     t1_po_of: HashMap<String, usize>,
     t1_grns: HashMap<String, (String, Vec<String>)>,
+    /// The type 3 account: its POs in order (ordered, generated), every serial generated
+    /// in order, its units, each unit's PO, and its GRNs.
+    t3_pos: Vec<(u64, u64)>,
+    t3_serials: Vec<String>,
+    t3_units: HashMap<String, Unit>,
+    t3_po_of: HashMap<String, usize>,
+    t3_grns: HashMap<String, (String, Vec<String>)>,
 }
 
 /// What a request should come to.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
     Done,
     Replayed,
@@ -326,6 +362,91 @@ impl Model {
         )
     }
 
+    fn t3_po_name(index: usize) -> String {
+        format!("PO-G{index}")
+    }
+
+    /// The type 3 PO a pick names, if there is one.
+    pub fn type3_pick(&self, pick: u8) -> Option<usize> {
+        (!self.t3_pos.is_empty()).then(|| pick as usize % self.t3_pos.len())
+    }
+
+    /// Generation for a type 3 PO: up to ordered + max(ceil(pct × ordered / 100), 0).
+    pub fn type3_generation(&self, pick: u8, count: u8) -> Answer {
+        let Some(index) = self.type3_pick(pick) else {
+            return Answer::Refused; // UNKNOWN_PO
+        };
+        let (ordered, generated) = self.t3_pos[index];
+        let allowance = (TYPE3_TOLERANCE_PCT * ordered).div_ceil(100);
+        if generated + u64::from(count) > ordered + allowance {
+            Answer::Rejected // QUANTITY_EXCEEDED
+        } else {
+            Answer::Done
+        }
+    }
+
+    /// Takes serials the engine generated for the type 3 PO `pick` names; each must be new.
+    pub fn type3_generated(&mut self, pick: u8, serials: &[String]) {
+        let index = self.type3_pick(pick).expect("a PO to generate for");
+        self.t3_pos[index].1 += serials.len() as u64;
+        for s in serials {
+            assert!(!self.t3_units.contains_key(s), "serial {s} generated twice");
+            self.t3_units.insert(
+                s.clone(),
+                Unit {
+                    state: SerialState::Generated,
+                    sku: Some("S1".into()),
+                    grn: String::new(),
+                    order: None,
+                    condition: Condition::Good,
+                },
+            );
+            self.t3_po_of.insert(s.clone(), index);
+            self.t3_serials.push(s.clone());
+        }
+    }
+
+    /// The serials a `Step::Type3Grn` carries, picked as the model stands.
+    pub fn type3_serials(&self, picks: &[u8], stranger: bool) -> Vec<String> {
+        let mut serials: Vec<String> = if self.t3_serials.is_empty() {
+            Vec::new()
+        } else {
+            picks
+                .iter()
+                .map(|&p| self.t3_serials[p as usize % self.t3_serials.len()].clone())
+                .collect()
+        };
+        if stranger || serials.is_empty() {
+            serials.push(TYPE3_NEVER_GENERATED.into());
+        }
+        serials
+    }
+
+    /// Type 3 GRN: every serial generated for this PO and not yet received. (A line's
+    /// receipts never pass ordered + tolerance: no more serials exist for it.)
+    pub fn type3_grn(&mut self, id: &str, index: usize, serials: &[String]) -> Answer {
+        let po_of = &self.t3_po_of;
+        receive(
+            &mut self.t3_units,
+            &mut self.t3_grns,
+            (id, &format!("{}/S1", Self::t3_po_name(index))),
+            "S1",
+            serials,
+            |s, unit| {
+                unit.is_some_and(|u| u.state == SerialState::Generated)
+                    && po_of.get(s) == Some(&index)
+            },
+        )
+    }
+
+    /// Every serial generated for type 3 POs and the model's view of each, in order.
+    pub fn type3_generated_view(&self) -> Vec<(String, Option<Unit>)> {
+        self.t3_serials
+            .iter()
+            .map(|s| (s.clone(), self.t3_units.get(s).cloned()))
+            .collect()
+    }
+
     pub fn outward(&mut self, order: &str, serials: &[String]) -> Answer {
         let mut changed = 0;
         for s in serials {
@@ -456,8 +577,10 @@ pub enum Request {
     Return(OrderPayload),
     /// `SERIALS.GENERATE pool COUNT <n> [SKU <sku>]`.
     Generate(u64, Option<&'static str>),
-    /// `PO.CREATE t1 <payload>` (a cancellation too).
-    Po(PoPayload),
+    /// `PO.CREATE <account> <payload>` (a cancellation too).
+    Po(&'static str, PoPayload),
+    /// `SERIALS.GENERATE t3 PO <ref> SKU S1 COUNT <n>`.
+    GenerateForPo(String, u64),
 }
 
 /// A type 1 PO: one S1 line listing `serials` (none, to cancel it).
@@ -524,17 +647,58 @@ pub fn request(model: &Model, step: &Step) -> Request {
                 )],
             ),
         ),
-        Step::Type1Po { serials } => Request::Po(type1_po_payload(
-            Model::t1_po_name(model.t1_pos.len()),
-            &type1_names(serials),
-            false,
-        )),
-        Step::Type1Cancel { pick } => Request::Po(type1_po_payload(
-            // With no PO yet, a cancel of one never created.
-            Model::t1_po_name(model.type1_pick(*pick).unwrap_or(usize::MAX)),
-            &[],
-            true,
-        )),
+        Step::Type1Po { serials } => Request::Po(
+            TYPE1,
+            type1_po_payload(
+                Model::t1_po_name(model.t1_pos.len()),
+                &type1_names(serials),
+                false,
+            ),
+        ),
+        Step::Type1Cancel { pick } => Request::Po(
+            TYPE1,
+            type1_po_payload(
+                // With no PO yet, a cancel of one never created.
+                Model::t1_po_name(model.type1_pick(*pick).unwrap_or(usize::MAX)),
+                &[],
+                true,
+            ),
+        ),
+        Step::Type3Po { quantity } => Request::Po(
+            TYPE3,
+            PoPayload {
+                vendor_id: "V1".into(),
+                reference_code: Model::t3_po_name(model.t3_pos.len()),
+                create_or_update: "I".into(),
+                is_cancel: None,
+                items: vec![PoItem {
+                    line_item_number: "1".into(),
+                    sku: "S1".into(),
+                    quantity: u64::from(*quantity),
+                    serials: None,
+                }],
+            },
+        ),
+        Step::Type3Generate { pick, count } => Request::GenerateForPo(
+            Model::t3_po_name(model.type3_pick(*pick).unwrap_or(usize::MAX)),
+            u64::from(*count),
+        ),
+        Step::Type3Grn {
+            id,
+            pick,
+            picks,
+            stranger,
+        } => Request::Grn(
+            TYPE3,
+            grn(
+                &format!("G3-{id}"),
+                &Model::t3_po_name(model.type3_pick(*pick).unwrap_or(usize::MAX)),
+                vec![item(
+                    "S1",
+                    crate::util::serials(&model.type3_serials(picks, *stranger)),
+                )],
+            ),
+        ),
         Step::Type1Grn { id, pick, serials } => Request::Grn(
             TYPE1,
             grn(
@@ -551,8 +715,8 @@ fn type1_names(serials: &[u8]) -> Vec<String> {
     serials.iter().map(|&s| type1_name(s)).collect()
 }
 
-/// Applies `step` (not a reopen, nor a generation: see [`Model::generated`]) to the model
-/// and returns the answer it should get.
+/// Applies `step` (not a reopen) to the model and returns the answer it should get. A
+/// generation's serials are the engine's to choose: [`settle`] takes them.
 pub fn expected(model: &mut Model, step: &Step) -> Answer {
     let names = |serials: &[u8]| -> Vec<String> { serials.iter().map(|&s| name(s)).collect() };
     match step {
@@ -581,7 +745,53 @@ pub fn expected(model: &mut Model, step: &Step) -> Answer {
             Some(index) => model.type1_grn(&format!("T-{id}"), index, &type1_names(serials)),
             None => Answer::Refused, // UNKNOWN_PO
         },
-        Step::Generate { .. } | Step::Reopen => unreachable!("the driver's"),
+        Step::Type3Po { quantity } => {
+            model.t3_pos.push((u64::from(*quantity), 0));
+            Answer::Done
+        }
+        Step::Type3Generate { pick, count } => model.type3_generation(*pick, *count),
+        Step::Type3Grn {
+            id,
+            pick,
+            picks,
+            stranger,
+        } => {
+            let serials = model.type3_serials(picks, *stranger);
+            match model.type3_pick(*pick) {
+                Some(index) => model.type3_grn(&format!("G3-{id}"), index, &serials),
+                None => Answer::Refused, // UNKNOWN_PO (no GRN can exist before a PO)
+            }
+        }
+        Step::Generate { .. } => Answer::Done,
+        Step::Reopen => unreachable!("the driver's"),
+    }
+}
+
+/// Checks what a driver got for `step` against the model and moves the model on: the
+/// answer must be the model's, and a generation that was done must have drawn `count` new
+/// serials, which the model then holds.
+pub fn settle(model: &mut Model, step: &Step, answer: Answer, drawn: &[String], at: &str) {
+    let want = expected(model, step);
+    assert_eq!(answer, want, "{at}: {step:?}");
+    match step {
+        Step::Generate { count, sku } if answer == Answer::Done => {
+            assert_eq!(drawn.len(), usize::from(*count), "{at}: {step:?}");
+            model.generated(drawn, sku.map(|s| POOL_SKUS[s as usize]));
+        }
+        Step::Type3Generate { pick, count } if answer == Answer::Done => {
+            assert_eq!(drawn.len(), usize::from(*count), "{at}: {step:?}");
+            model.type3_generated(*pick, drawn);
+        }
+        _ => assert!(drawn.is_empty(), "{at}: {step:?} drew {drawn:?}"),
+    }
+}
+
+/// What a generation's error comes to.
+pub fn generation_error_answer(code: &str) -> Answer {
+    match code {
+        "QUANTITY_EXCEEDED" => Answer::Rejected,
+        "UNKNOWN_PO" => Answer::Refused,
+        other => panic!("unexpected generation error {other}"),
     }
 }
 
@@ -619,6 +829,15 @@ fn setup(engine: &Engine) {
     engine
         .set_skus(TYPE1, SkuKind::Serialized, &["S1".into()])
         .unwrap();
+    let options = AccountOptions {
+        prefix: Some("G3".into()),
+        tolerance_pct: Some(TYPE3_TOLERANCE_PCT as u32),
+        ..AccountOptions::new(UsnType::GeneratedForPo)
+    };
+    assert!(engine.create_account(TYPE3, options).unwrap());
+    engine
+        .set_skus(TYPE3, SkuKind::Serialized, &["S1".into()])
+        .unwrap();
 }
 
 fn check(engine: &Engine, model: &Model, at: usize) {
@@ -626,6 +845,7 @@ fn check(engine: &Engine, model: &Model, at: usize) {
         (ACCOUNT, model.universe()),
         (POOL, model.pool()),
         (TYPE1, model.type1_universe()),
+        (TYPE3, model.type3_generated_view()),
     ] {
         let keys: Vec<&[u8]> = expected.iter().map(|(s, _)| s.as_bytes()).collect();
         let views = engine.serials(account, &keys).unwrap();
@@ -657,23 +877,29 @@ fn run(steps: &[Step]) -> Vec<Answer> {
             check(&engine, &model, at);
             continue;
         }
+        let mut drawn = Vec::new();
         let answer = match request(&model, step) {
             Request::Grn(account, payload) => {
                 grn_answer(&engine.receive(account, &payload, serialgate::GrnMode::Commit))
             }
             Request::Outward(payload) => order_answer(&engine.outward(ACCOUNT, &payload)),
             Request::Return(payload) => order_answer(&engine.return_units(ACCOUNT, &payload)),
-            Request::Po(payload) => po_answer(&engine.create_po(TYPE1, payload)),
+            Request::Po(account, payload) => po_answer(&engine.create_po(account, payload)),
             Request::Generate(count, sku) => {
-                let reply = engine.generate_pool(POOL, count, sku).unwrap();
-                let serials = strings(&reply.serials);
-                assert_eq!(serials.len() as u64, count, "step {at}: {step:?}");
-                model.generated(&serials, sku);
-                check(&engine, &model, at);
-                continue;
+                drawn = strings(&engine.generate_pool(POOL, count, sku).unwrap().serials);
+                Answer::Done
+            }
+            Request::GenerateForPo(po, count) => {
+                match engine.generate_for_po(TYPE3, &po, "S1", count) {
+                    Ok(reply) => {
+                        drawn = strings(&reply.serials);
+                        Answer::Done
+                    }
+                    Err(e) => generation_error_answer(e.code()),
+                }
             }
         };
-        assert_eq!(answer, expected(&mut model, step), "step {at}: {step:?}");
+        settle(&mut model, step, answer, &drawn, &format!("step {at}"));
         check(&engine, &model, at);
         answers.push(answer);
     }
@@ -713,7 +939,7 @@ fn pool_rules_match_by_hand() {
     use Answer::*;
     assert_eq!(
         run(&steps),
-        [Done, Replayed, Refused, Rejected, Done, Rejected, Rejected, Rejected, Done]
+        [Done, Done, Done, Replayed, Refused, Rejected, Done, Rejected, Rejected, Rejected, Done]
     );
 }
 
@@ -764,6 +990,44 @@ fn type1_rules_match_by_hand() {
         [
             Refused, Done, Rejected, Rejected, Done, Rejected, Done, Replayed, Refused, Rejected,
             Done, Replayed, Refused, Rejected, Done, Done
+        ]
+    );
+}
+
+/// Type 3 rules, spelled out: generation up to ordered + tolerance per PO; a GRN takes
+/// only serials generated for its PO, once.
+#[test]
+fn type3_rules_match_by_hand() {
+    let generate = |pick: u8, count: u8| Step::Type3Generate { pick, count };
+    let grn = |id: u8, pick: u8, picks: &[u8], stranger: bool| Step::Type3Grn {
+        id,
+        pick,
+        picks: picks.to_vec(),
+        stranger,
+    };
+    let steps = [
+        generate(0, 1),                // no PO yet
+        Step::Type3Po { quantity: 2 }, // PO-G0: 2 + 1 allowed
+        generate(0, 2),                // serials 0, 1
+        generate(0, 2),                // past 3
+        generate(0, 1),                // serial 2: the tolerance
+        Step::Type3Po { quantity: 1 }, // PO-G1: 1 + 1 allowed
+        generate(1, 2),                // serials 3, 4
+        grn(0, 0, &[0, 3], false),     // 3 is PO-G1's
+        grn(0, 0, &[0, 1, 2], false),  // over-receipt within tolerance
+        grn(0, 0, &[0, 1, 2], false),  // replay
+        grn(1, 1, &[3], true),         // a serial never generated
+        grn(1, 1, &[0], false),        // PO-G0's
+        Step::Reopen,
+        grn(1, 1, &[4, 3], false),
+        grn(2, 1, &[4], false), // received already
+    ];
+    use Answer::*;
+    assert_eq!(
+        run(&steps),
+        [
+            Refused, Done, Done, Rejected, Done, Done, Done, Rejected, Done, Replayed, Rejected,
+            Rejected, Done, Rejected
         ]
     );
 }
