@@ -4,6 +4,8 @@
 //! stored, reads go on, the server reopens its engine by itself once the fault is gone,
 //! and everything acknowledged is there, then and after a restart.
 
+use std::path::PathBuf;
+
 use crate::server::{Raw, Server};
 
 fn serials(prefix: &str, n: usize) -> Vec<String> {
@@ -21,6 +23,22 @@ fn grn(con: &mut Raw, id: &str, serials: &[String]) -> String {
 
 fn known(con: &mut Raw, serial: &str) -> bool {
     con.command(&[b"SERIAL.GET", b"acme", serial.as_bytes()]) != "(nil)"
+}
+
+/// A server (with `extra` arguments) on a fresh data directory under tools/diskfull.c,
+/// whose fault `variable` names is on while the returned flag file exists. Returns the
+/// temporary directory, the flag, the data directory and the server.
+fn start_faulty(variable: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let shim = crate::util::build_shim("diskfull", dir.path());
+    let flag = dir.path().join("fault-on");
+    let data = dir.path().join("data");
+    let env = [
+        ("LD_PRELOAD", shim.as_os_str()),
+        (variable, flag.as_os_str()),
+    ];
+    let server = Server::start_with_env(&data, extra, &env);
+    (dir, flag, data, server)
 }
 
 /// A type 2 account `acme` with SKU S1 and PO-1 for a million of it.
@@ -60,15 +78,8 @@ fn wait_until_reopened(con: &mut Raw, reopens: u32) {
 
 #[test]
 fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let shim = crate::util::build_shim("diskfull", dir.path());
-    let flag = dir.path().join("disk-is-full");
-    let data = dir.path().join("data");
-    let env = [
-        ("LD_PRELOAD", shim.as_os_str()),
-        ("SERIALGATE_DISK_FULL", flag.as_os_str()),
-    ];
-    let mut server = Server::start_with_env(&data, &["--prefilter-snapshot-min", "0"], &env);
+    let (_dir, flag, data, mut server) =
+        start_faulty("SERIALGATE_DISK_FULL", &["--prefilter-snapshot-min", "0"]);
     let mut con = Raw::connect(server.addr);
     setup(&mut con);
 
@@ -168,15 +179,7 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {
 /// written since the last good sync may or may not be on the disk.
 #[test]
 fn a_failing_fsync_stops_writes_until_the_device_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let shim = crate::util::build_shim("diskfull", dir.path());
-    let flag = dir.path().join("sync-fails");
-    let data = dir.path().join("data");
-    let env = [
-        ("LD_PRELOAD", shim.as_os_str()),
-        ("SERIALGATE_SYNC_FAILS", flag.as_os_str()),
-    ];
-    let mut server = Server::start_with_env(&data, &[], &env);
+    let (_dir, flag, data, mut server) = start_faulty("SERIALGATE_SYNC_FAILS", &[]);
     let mut con = Raw::connect(server.addr);
     setup(&mut con);
     let acknowledged = serials("OKW", 100);

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use serialgate::domain::{Condition, SerialState, SkuKind, UsnType};
-use serialgate::engine::{GrnPayload, OrderPayload, PoItem, PoPayload};
+use serialgate::engine::{GrnPayload, OrderPayload, PoPayload};
 use serialgate::outcome::{GrnReply, OrderReply, PoReply};
 use serialgate::{AccountOptions, Engine};
 
@@ -179,6 +179,23 @@ pub enum Answer {
 
 pub fn name(serial: u8) -> String {
     format!("RM-{serial:02}")
+}
+
+/// The serials of `generated` that `picks` index (modulo its length), and `never` (a serial
+/// never generated) too if `stranger` or if there was nothing to pick.
+fn pick_serials(generated: &[String], picks: &[u8], stranger: bool, never: &str) -> Vec<String> {
+    let mut serials: Vec<String> = if generated.is_empty() {
+        Vec::new()
+    } else {
+        picks
+            .iter()
+            .map(|&p| generated[p as usize % generated.len()].clone())
+            .collect()
+    };
+    if stranger || serials.is_empty() {
+        serials.push(never.into());
+    }
+    serials
 }
 
 pub fn type1_name(serial: u8) -> String {
@@ -408,18 +425,7 @@ impl Model {
 
     /// The serials a `Step::Type3Grn` carries, picked as the model stands.
     pub fn type3_serials(&self, picks: &[u8], stranger: bool) -> Vec<String> {
-        let mut serials: Vec<String> = if self.t3_serials.is_empty() {
-            Vec::new()
-        } else {
-            picks
-                .iter()
-                .map(|&p| self.t3_serials[p as usize % self.t3_serials.len()].clone())
-                .collect()
-        };
-        if stranger || serials.is_empty() {
-            serials.push(TYPE3_NEVER_GENERATED.into());
-        }
-        serials
+        pick_serials(&self.t3_serials, picks, stranger, TYPE3_NEVER_GENERATED)
     }
 
     /// Type 3 GRN: every serial generated for this PO and not yet received. (A line's
@@ -520,18 +526,7 @@ impl Model {
 
     /// The serials a `Step::PoolGrn` carries, picked in the pool as it is now.
     pub fn pool_serials(&self, picks: &[u8], stranger: bool) -> Vec<String> {
-        let mut serials: Vec<String> = if self.pool.is_empty() {
-            Vec::new()
-        } else {
-            picks
-                .iter()
-                .map(|&p| self.pool[p as usize % self.pool.len()].clone())
-                .collect()
-        };
-        if stranger || serials.is_empty() {
-            serials.push(NEVER_GENERATED.into());
-        }
-        serials
+        pick_serials(&self.pool, picks, stranger, NEVER_GENERATED)
     }
 }
 
@@ -585,22 +580,11 @@ pub enum Request {
 
 /// A type 1 PO: one S1 line listing `serials` (none, to cancel it).
 fn type1_po_payload(reference: String, serials: &[String], cancel: bool) -> PoPayload {
-    PoPayload {
-        vendor_id: "V1".into(),
-        reference_code: reference,
-        create_or_update: "I".into(),
-        is_cancel: cancel.then_some(1),
-        items: if cancel {
-            Vec::new()
-        } else {
-            vec![PoItem {
-                line_item_number: "1".into(),
-                sku: "S1".into(),
-                quantity: serials.len() as u64,
-                serials: Some(crate::util::serials(serials)),
-            }]
-        },
-    }
+    let listed: Vec<&str> = serials.iter().map(String::as_str).collect();
+    let lines: [Line; 1] = [("1", "S1", serials.len() as u64, Some(&listed))];
+    let mut payload = po_payload(&reference, if cancel { &[] } else { &lines });
+    payload.is_cancel = cancel.then_some(1);
+    payload
 }
 
 /// What `step` sends, given the model as it is before it.
@@ -666,18 +650,10 @@ pub fn request(model: &Model, step: &Step) -> Request {
         ),
         Step::Type3Po { quantity } => Request::Po(
             TYPE3,
-            PoPayload {
-                vendor_id: "V1".into(),
-                reference_code: Model::t3_po_name(model.t3_pos.len()),
-                create_or_update: "I".into(),
-                is_cancel: None,
-                items: vec![PoItem {
-                    line_item_number: "1".into(),
-                    sku: "S1".into(),
-                    quantity: u64::from(*quantity),
-                    serials: None,
-                }],
-            },
+            po_payload(
+                &Model::t3_po_name(model.t3_pos.len()),
+                &[("1", "S1", u64::from(*quantity), None)],
+            ),
         ),
         Step::Type3Generate { pick, count } => Request::GenerateForPo(
             Model::t3_po_name(model.type3_pick(*pick).unwrap_or(usize::MAX)),
@@ -807,22 +783,10 @@ fn setup(engine: &Engine) {
     assert!(engine.create_account(POOL, options).unwrap());
     let skus: Vec<String> = POOL_SKUS.iter().map(|s| s.to_string()).collect();
     engine.set_skus(POOL, SkuKind::Serialized, &skus).unwrap();
-    let payload = PoPayload {
-        vendor_id: "V1".into(),
-        reference_code: "PO-P".into(),
-        create_or_update: "I".into(),
-        is_cancel: None,
-        items: POOL_SKUS
-            .iter()
-            .enumerate()
-            .map(|(i, sku)| PoItem {
-                line_item_number: (i + 1).to_string(),
-                sku: sku.to_string(),
-                quantity: 1_000_000,
-                serials: None,
-            })
-            .collect(),
-    };
+    let payload = po_payload(
+        "PO-P",
+        &[("1", "S1", 1_000_000, None), ("2", "S2", 1_000_000, None)],
+    );
     engine.create_po(POOL, payload).unwrap();
     let options = AccountOptions::new(UsnType::SellerOnPo);
     assert!(engine.create_account(TYPE1, options).unwrap());
