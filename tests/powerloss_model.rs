@@ -19,7 +19,7 @@ use crate::reference_model::{
     expected, generation_error_answer, grn_answer, order_answer, po_answer, request, settle, step,
     Answer, Model, Request, Step, Unit, POOL, TYPE1, TYPE3, UNIVERSE,
 };
-use crate::server::{Raw, Server};
+use crate::server::{frame, Raw, Server};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -307,16 +307,6 @@ fn wire_order_answer(reply: &str) -> Answer {
     let parsed: OrderReply =
         serde_json::from_str(reply).unwrap_or_else(|e| panic!("order reply {reply}: {e}"));
     order_answer(&Ok(parsed))
-}
-
-fn frame(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 /// The model's view of every serial it knows, in the order `Node::read` reads them.

@@ -121,13 +121,7 @@ impl Raw {
     }
 
     pub fn command(&mut self, args: &[&[u8]]) -> String {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
-        self.send(&out);
+        self.send(&frame(args));
         self.reply()
     }
 
@@ -195,6 +189,17 @@ impl Raw {
     pub fn is_closed(&mut self) -> bool {
         self.line().is_none()
     }
+}
+
+/// `args` as one RESP multibulk request.
+pub fn frame(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 pub fn redis_cli(port: &str, args: &[&str]) -> String {
@@ -758,6 +763,8 @@ fn prometheus_metrics_on_a_second_listener() {
     assert!(response.contains("serialgate_grns_committed_total 1\n"));
     assert!(response.contains("serialgate_units_committed_total 2\n"));
     assert!(response.contains("serialgate_prefilter_fingerprints 2\n"));
+    assert!(response.contains("serialgate_engine_writable 1\n"));
+    assert!(response.contains("serialgate_engine_reopens_total 0\n"));
 }
 
 #[test]

@@ -164,7 +164,7 @@ struct AccountSlot {
 }
 
 /// Figures for INFO and the benchmarks.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct EngineStats {
     pub prefilter_fingerprints: usize,
     pub prefilter_bytes: usize,

@@ -36,9 +36,20 @@ pub struct Reopen {
     pub config: EngineConfig,
 }
 
-/// First and longest pause between two checks of the storage, or two failed opens.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Pauses between two checks of the storage, or two failed opens: 0.1 s, doubling up to
+/// 2 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(Duration::from_millis(100))
+    }
+
+    async fn pause(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(2));
+    }
+}
 /// A reopen within `CALM` of the last one waits first: 1 s, then twice as long each time,
 /// up to `SPACING_MAX`.
 const CALM: Duration = Duration::from_secs(60);
@@ -157,7 +168,7 @@ impl EngineSlot {
     }
 
     async fn reopen(&self, reopen: &Reopen) {
-        let mut pause = RETRY_FIRST;
+        let mut backoff = Backoff::new();
         loop {
             let (dir, config) = (reopen.dir.clone(), reopen.config.clone());
             match tokio::task::spawn_blocking(move || storage_ready(&dir, &config)).await {
@@ -165,8 +176,7 @@ impl EngineSlot {
                 Ok(Err(e)) => tracing::debug!(error = %e, "storage still failing"),
                 Err(e) => tracing::warn!(error = %e, "storage check panicked"),
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(RETRY_MAX);
+            backoff.pause().await;
         }
 
         tracing::warn!("storage works again: reopening the engine");
@@ -188,7 +198,7 @@ impl EngineSlot {
             tracing::error!(error = %e, "closing the failed engine panicked");
         }
 
-        let mut pause = RETRY_FIRST;
+        let mut backoff = Backoff::new();
         loop {
             let Reopen { dir, config } = reopen.clone();
             let error = match tokio::task::spawn_blocking(move || Engine::open(&dir, config)).await
@@ -206,10 +216,9 @@ impl EngineSlot {
                 Ok(Err(e)) => e.to_string(),
                 Err(e) => format!("the open panicked: {e}"),
             };
-            tracing::error!(error = %error, retry_in = ?pause, "reopen failed");
+            tracing::error!(error = %error, retry_in = ?backoff.0, "reopen failed");
             *self.open_error.lock() = Some(error);
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(RETRY_MAX);
+            backoff.pause().await;
         }
     }
 }
@@ -247,4 +256,26 @@ fn storage_ready(dir: &Path, config: &EngineConfig) -> std::io::Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_is_ready_only_with_room_for_an_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = EngineConfig::default();
+        storage_ready(dir.path(), &config).expect("a temporary directory has room");
+        assert!(
+            !dir.path().join("PROBE.tmp").exists(),
+            "the probe is removed"
+        );
+        // Memtables larger than any disk: the open could not flush them.
+        let mut huge = config.clone();
+        huge.rocks.write_buffer_bytes = usize::MAX / 8;
+        let err = storage_ready(dir.path(), &huge).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
+        assert!(err.to_string().contains("an open needs"), "{err}");
+    }
 }
